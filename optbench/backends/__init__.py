@@ -1,0 +1,17 @@
+"""Inference runtimes. Each implements the Backend contract in base.py in its own module."""
+
+from optbench.registry import Registry
+
+BACKENDS: Registry = Registry("backend", "optbench.backends.base:Backend", "optbench.backends")
+BACKENDS.register("torch", "optbench.backends.torch:TorchBackend", aliases=("eager", "pytorch"),
+                  summary="PyTorch eager or torch.compile; int8 via torchao pt2e + inductor")
+BACKENDS.register("ort", "optbench.backends.ort:OrtBackend", aliases=("onnxruntime",),
+                  summary="ONNX Runtime; int8 via quantize_static (QDQ)")
+BACKENDS.register("openvino", "optbench.backends.openvino:OpenVinoBackend", aliases=("ov",),
+                  summary="OpenVINO; explicit f32 baseline, int8 via NNCF")
+BACKENDS.register("trt", "optbench.backends.trt:TensorRtBackend", aliases=("tensorrt",),
+                  summary="NVIDIA TensorRT (GPU)")
+BACKENDS.register("vllm", "optbench.backends.vllm:VllmBackend",
+                  summary="vLLM offline LLM engine (GPU, LLM workloads)")
+BACKENDS.register("fake", "optbench.backends.fake:FakeBackend",
+                  summary="numpy test backend with injectable latency and faults")

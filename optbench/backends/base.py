@@ -1,0 +1,141 @@
+"""The Backend contract: load / infer / synchronize / close, driven by the shared loop.
+
+A backend owns the conversion of a ModelArtifact into its native form (ONNX export,
+OpenVINO IR, TensorRT engine), including numeric precision through its own toolchain,
+cached by the artifact's digest. It never times itself: `optbench.loop` does that.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from optbench.artifact import ModelArtifact
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether something can run here, and if not, why (in words a user can act on)."""
+
+    ok: bool
+    reason: str = ""
+
+    @classmethod
+    def yes(cls) -> Availability:
+        return cls(True)
+
+    @classmethod
+    def no(cls, reason: str) -> Availability:
+        return cls(False, reason)
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def module_availability(*modules: str, extra: str) -> Availability:
+    """Available when every module can be found (without importing it)."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        return Availability.no(
+            f"python package(s) {', '.join(missing)} not installed; "
+            f"install with: pip install 'optbench[{extra}]'"
+        )
+    return Availability.yes()
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """Options every backend accepts; subclasses add their own typed fields."""
+
+
+@dataclass
+class LoadContext:
+    """What a backend needs besides the artifact to build its native model.
+
+    Attributes:
+        cache_dir: where exported and quantized models are kept, keyed by digest.
+        batch_size: the batch size every `infer` call will use.
+        device: "cpu" or "cuda".
+        calibration: representative inputs (one sample each, with a batch dim of 1)
+            for static quantization; drawn from the workload's training split.
+    """
+
+    cache_dir: Path
+    batch_size: int
+    device: str = "cpu"
+    calibration: Sequence[np.ndarray] = field(default_factory=list)
+
+
+class Backend(ABC):
+    """An inference runtime behind a uniform interface.
+
+    Class attributes:
+        Config: frozen dataclass of this backend's options.
+        formats: artifact formats `load` accepts.
+        precisions: per device, the precisions this backend runs natively.
+    """
+
+    name: ClassVar[str] = "base"
+    Config: ClassVar[type] = BackendConfig
+    formats: ClassVar[tuple[str, ...]] = ("torch",)
+    precisions: ClassVar[dict[str, tuple[str, ...]]] = {"cpu": ("fp32",)}
+
+    def __init__(self, config: Any = None, device: str = "cpu") -> None:
+        self.config = config if config is not None else self.Config()
+        self.device = device
+
+    @classmethod
+    @abstractmethod
+    def availability(cls) -> Availability:
+        """Whether the runtime is installed and usable here; cheap, imports nothing heavy."""
+
+    @classmethod
+    def supports(cls, artifact_format: str, precision: str, device: str) -> Availability:
+        """Whether this backend can run an artifact of this format at this precision."""
+        if device not in cls.precisions:
+            return Availability.no(
+                f"{cls.name} does not run on {device} (devices: {', '.join(cls.precisions)})"
+            )
+        if precision not in cls.precisions[device]:
+            return Availability.no(
+                f"{cls.name} on {device} has no native {precision} path "
+                f"(supported: {', '.join(cls.precisions[device])})"
+            )
+        if artifact_format not in cls.formats:
+            return Availability.no(
+                f"{cls.name} cannot load a {artifact_format} model (accepts: "
+                f"{', '.join(cls.formats)})"
+            )
+        return Availability.yes()
+
+    @abstractmethod
+    def load(self, artifact: ModelArtifact, ctx: LoadContext) -> None:
+        """Convert (cached) and load `artifact` for batches of `ctx.batch_size`."""
+
+    def prepare(self, batch: np.ndarray) -> Any:
+        """Host array -> the runtime's native input. Called outside timed regions."""
+        return batch
+
+    @abstractmethod
+    def infer(self, inputs: Any) -> Any:
+        """Run one batch. Must not copy outputs back to the host unless the runtime must."""
+
+    def to_numpy(self, outputs: Any) -> np.ndarray:
+        """Native output -> host array of shape (batch, num_outputs). Outside timed regions."""
+        return np.asarray(outputs)
+
+    def synchronize(self) -> None:
+        """Block until queued device work is done (window edges, per-iteration timing)."""
+
+    def close(self) -> None:
+        """Release the runtime's resources."""
+
+    def describe(self) -> dict[str, Any]:
+        """Runtime version and the effective settings, stored with the run."""
+        return {"name": self.name}

@@ -1,0 +1,149 @@
+"""PyTorch: eager or torch.compile; int8 through torchao pt2e static quantization + inductor.
+
+Settings that make the runtime fast and the figures fair:
+- inference runs under torch.inference_mode, entered once in load (not per call);
+- int8 uses X86InductorQuantizer with `torch._inductor.config.freezing = True`; without
+  freezing the quantized graph runs several times slower (platform notes: 81 vs 15 ms);
+- the first inference happens in load, so compilation never lands in a measured phase.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from optbench.artifact import ModelArtifact
+from optbench.backends.base import (
+    Availability,
+    Backend,
+    BackendConfig,
+    LoadContext,
+    module_availability,
+)
+
+log = logging.getLogger(__name__)
+TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "float32"}
+
+
+@dataclass(frozen=True)
+class TorchConfig(BackendConfig):
+    compile: bool = False
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
+    threads: int | None = None
+    channels_last: bool = False
+
+
+def calibration_batches(samples: list[np.ndarray], batch_size: int) -> list[np.ndarray]:
+    """Group single samples into batches of the exported (static) batch size, wrapping."""
+    if not samples:
+        raise ValueError("int8 needs calibration samples")
+    stacked = np.concatenate(samples)
+    count = max(1, len(stacked) // batch_size)
+    idx = np.arange(count * batch_size) % len(stacked)
+    return [stacked[idx[i * batch_size:(i + 1) * batch_size]] for i in range(count)]
+
+
+def quantize_pt2e_int8(module: Any, example: Any, calibration: list[Any]) -> Any:
+    """torchao pt2e static int8 for x86 + inductor lowering (the pure work of `--int8`)."""
+    import torch
+    import torch._inductor.config as inductor_config
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
+        X86InductorQuantizer,
+        get_default_x86_inductor_quantization_config,
+    )
+
+    inductor_config.freezing = True
+    exported = torch.export.export(module, (example,)).module()
+    quantizer = X86InductorQuantizer()
+    quantizer.set_global(get_default_x86_inductor_quantization_config())
+    prepared = prepare_pt2e(exported, quantizer)
+    for batch in calibration:
+        prepared(batch)
+    converted = convert_pt2e(prepared)
+    return torch.compile(converted)
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    Config = TorchConfig
+    formats = ("torch",)
+    precisions = {"cpu": ("fp32", "bf16", "int8"), "cuda": ("fp32", "fp16", "bf16")}
+
+    @classmethod
+    def availability(cls) -> Availability:
+        return module_availability("torch", extra="torch")
+
+    def load(self, artifact: ModelArtifact, ctx: LoadContext) -> None:
+        import torch
+
+        threads = self.config.threads or os.cpu_count() or 1
+        torch.set_num_threads(threads)
+        self._mode = torch.inference_mode()
+        self._mode.__enter__()
+        self.torch_device = torch.device(ctx.device)
+        self.dtype = getattr(torch, TORCH_DTYPES[artifact.precision])
+        self.memory_format = (torch.channels_last if self.config.channels_last
+                              else torch.contiguous_format)
+        module = copy.deepcopy(artifact.module).eval().to(self.torch_device)
+        example = torch.zeros((ctx.batch_size, *artifact.input_shape), device=self.torch_device)
+        started = time.monotonic()
+        if artifact.precision == "int8":
+            batches = [torch.from_numpy(b) for b in
+                       calibration_batches(list(ctx.calibration), ctx.batch_size)]
+            model = quantize_pt2e_int8(module, example, batches)
+            self.path = "torchao pt2e X86InductorQuantizer static int8 + inductor (freezing)"
+        else:
+            module = module.to(dtype=self.dtype, memory_format=self.memory_format)
+            model = torch.compile(module, mode=self.config.compile_mode) if self.config.compile \
+                else module
+            mode = "torch.compile" if self.config.compile else "eager"
+            self.path = f"{mode} {artifact.precision}"
+        self.model = model
+        self.synchronize()
+        self.model(self.prepare(example.cpu().numpy()))
+        self.synchronize()
+        self.first_inference_s = time.monotonic() - started
+        self.threads = threads
+
+    def prepare(self, batch: np.ndarray) -> Any:
+        import torch
+
+        tensor = torch.from_numpy(np.ascontiguousarray(batch)).to(self.torch_device, self.dtype)
+        if tensor.dim() == 4:
+            tensor = tensor.contiguous(memory_format=self.memory_format)
+        return tensor
+
+    def infer(self, inputs: Any) -> Any:
+        return self.model(inputs)
+
+    def to_numpy(self, outputs: Any) -> np.ndarray:
+        return outputs.float().cpu().numpy()
+
+    def synchronize(self) -> None:
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+
+    def close(self) -> None:
+        if getattr(self, "_mode", None) is not None:
+            self._mode.__exit__(None, None, None)
+            self._mode = None
+
+    def describe(self) -> dict[str, Any]:
+        import torch
+
+        info = {"name": self.name, "runtime": f"torch {torch.__version__}", "path": self.path,
+                "threads": self.threads, "compile": self.config.compile,
+                "channels_last": self.config.channels_last,
+                "load_and_first_inference_s": round(self.first_inference_s, 3)}
+        if self.device == "cuda":
+            info["gpu"] = torch.cuda.get_device_name()
+        return info

@@ -1,0 +1,77 @@
+"""What is registered and what works here: the data behind `optbench ls` and `optbench env`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optbench.errors import PluginNotFound
+
+KINDS = ("backends", "transforms", "workloads", "meters", "models")
+
+
+def describe_kind(kind: str) -> tuple[list[str], list[list[str]]]:
+    """(headers, rows) for `optbench ls KIND`."""
+    if kind not in KINDS:
+        raise PluginNotFound("plugin kind", kind, KINDS)
+    if kind == "models":
+        from optbench.models import cards
+
+        return (["model", "input", "dataset", "summary"],
+                [[c.name, "x".join(map(str, c.input_shape)), c.dataset, c.summary]
+                 for c in cards().values() if not c.hidden])
+    if kind == "backends":
+        from optbench.backends import BACKENDS
+
+        rows = []
+        for entry in BACKENDS.entries():
+            cls = BACKENDS.get(entry.name)
+            available = cls.availability()
+            precisions = "; ".join(f"{d}: {','.join(p)}" for d, p in cls.precisions.items())
+            rows.append([entry.name, ",".join(entry.aliases), "yes" if available else "no",
+                         precisions, entry.summary if available else available.reason])
+        return ["backend", "aliases", "available", "precisions", "notes"], rows
+    if kind == "meters":
+        from optbench.meters import METERS
+        from optbench.meters.base import MeterContext
+
+        ctx = MeterContext()
+        rows = []
+        for entry in METERS.entries():
+            cls = METERS.get(entry.name)
+            available = cls.availability(ctx)
+            rows.append([entry.name, cls.role, "yes" if available else "no",
+                         entry.summary if available else available.reason])
+        return ["meter", "role", "available", "notes"], rows
+    from optbench.transforms import TRANSFORMS
+    from optbench.workloads import WORKLOADS
+
+    registry = TRANSFORMS if kind == "transforms" else WORKLOADS
+    return ([kind[:-1], "aliases", "summary"],
+            [[e.name, ",".join(e.aliases), e.summary] for e in registry.entries()])
+
+
+def environment_report() -> dict[str, Any]:
+    """Fingerprint plus meter availability, grouped for display."""
+    from optbench.env import fingerprint, git_state
+    from optbench.meters import METERS
+    from optbench.meters.base import MeterContext
+
+    fp = fingerprint()
+    sha, dirty = git_state()
+    ctx = MeterContext()
+    meters = {}
+    for name in METERS.names():
+        cls = METERS.get(name)
+        available = cls.availability(ctx)
+        meters[name] = "available" if available else f"unavailable: {available.reason}"
+    return {
+        "optbench": {"version": fp["optbench_version"], "git_sha": sha, "git_dirty": dirty,
+                     "schema": fp["schema_version"]},
+        "machine": {"hostname": fp["hostname"], "os": f"{fp['os']} {fp['kernel']}",
+                    "python": fp["python"], "container": fp["in_container"],
+                    "memory_gib": round((fp["memory_bytes"] or 0) / 2**30, 1), **fp["cpu"]},
+        "gpus": fp["gpus"],
+        "powercap": fp["powercap"],
+        "meters": meters,
+        "packages": {k: v or "not installed" for k, v in fp["packages"].items()},
+    }

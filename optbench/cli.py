@@ -1,0 +1,255 @@
+"""The `optbench` command. Arguments become a Recipe; everything else lives elsewhere."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from optbench import __version__
+from optbench.errors import OptbenchError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Measure which runtime and optimization to ship: energy, latency and "
+                       "accuracy fronts across backends and transforms.")
+console = Console(stderr=True)
+out_console = Console()
+DEFAULT_OUT = Path("reports")
+OutOption = typer.Option(DEFAULT_OUT, "--out", "-o", help="output directory (store + report)")
+
+
+def fail(exc: OptbenchError) -> None:
+    console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(exc.exit_code)
+
+
+@app.callback()
+def main_options(
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="-v info, -vv debug"),
+    version: bool = typer.Option(False, "--version", help="print the version and exit"),
+) -> None:
+    if version:
+        out_console.print(f"optbench {__version__}")
+        raise typer.Exit(0)
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _split(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+@app.command()
+def compare(
+    model: str = typer.Option(..., "--model", "-m", help="card name, .onnx file, HF dir/id"),
+    backends: str = typer.Option(..., "--backends", "-b", help="comma-separated, e.g. ort,trt"),
+    int8: bool = typer.Option(False, "--int8", help="add an int8 variant (runtime's own PTQ)"),
+    fp16: bool = typer.Option(False, "--fp16", help="add an fp16 variant"),
+    bf16: bool = typer.Option(False, "--bf16", help="add a bf16 variant"),
+    batch_sizes: str = typer.Option("1", "--batch-sizes", help="comma-separated, e.g. 1,8"),
+    preset: str = typer.Option("quick", "--preset", help="quick | standard | rigorous"),
+    dataset: Optional[str] = typer.Option(None, "--data", help="mnist | synthetic | "
+                                          "imagefolder:<path> (default: the model card's)"),
+    eval_samples: Optional[int] = typer.Option(None, "--eval-samples"),
+    weights: Optional[str] = typer.Option(None, "--weights", help="weights file for the model"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    cpu_tdp_w: Optional[float] = typer.Option(None, "--cpu-tdp-w",
+                                              help="CPU TDP for the energy estimate"),
+    timeout_s: float = typer.Option(1800.0, "--timeout", help="seconds per configuration"),
+    out: Path = OutOption,
+    resume: bool = typer.Option(False, "--resume", help="skip configurations already ok"),
+    print_recipe: bool = typer.Option(False, "--print-recipe", help="show the recipe, run nothing"),
+) -> None:
+    """Compare backends (and precisions) on one model; writes the store and the report."""
+    from optbench.recipe import parse_recipe
+
+    variants: dict[str, list[str]] = {"fp32": []}
+    for flag, name in ((int8, "int8"), (fp16, "fp16"), (bf16, "bf16")):
+        if flag:
+            variants[name] = [name]
+    data: dict[str, Any] = {
+        "name": f"compare-{Path(model).stem if model.endswith('.onnx') else model}",
+        "model": {"name": model, "weights": weights} if weights else model,
+        "device": device,
+        "backends": _split(backends),
+        "variants": variants,
+        "sweep": {"batch_sizes": _split(batch_sizes)},
+        "measure": {"preset": preset, "timeout_s": timeout_s,
+                    **({"cpu_tdp_w": cpu_tdp_w} if cpu_tdp_w else {})},
+        "workload": {k: v for k, v in (("dataset", dataset), ("eval_samples", eval_samples))
+                     if v is not None},
+    }
+    _execute(lambda: parse_recipe(data), out, resume, print_recipe)
+
+
+@app.command()
+def run(
+    recipe_file: Path = typer.Argument(..., help="recipe YAML"),
+    out: Path = OutOption,
+    resume: bool = typer.Option(False, "--resume", help="skip configurations already ok"),
+    print_recipe: bool = typer.Option(False, "--print-recipe", help="show the recipe, run nothing"),
+) -> None:
+    """Run a recipe file; writes the store and the report."""
+    from optbench.recipe import load_recipe
+
+    _execute(lambda: load_recipe(recipe_file), out, resume, print_recipe)
+
+
+def _execute(make_recipe: Any, out: Path, resume: bool, print_recipe: bool) -> None:
+    """Validate first (nothing is written for a bad recipe), then print or run it."""
+    try:
+        recipe = make_recipe()
+    except OptbenchError as exc:
+        fail(exc)
+    if print_recipe:
+        out_console.print(recipe.to_yaml(), end="", highlight=False)
+        return
+    _run_and_report(recipe, out, resume)
+
+
+class SweepProgress:
+    """Rich progress for a sweep: one bar, the current configuration and its phase."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.console = console
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+        self.task = self.progress.add_task("sweep", total=None)
+
+    def __enter__(self) -> SweepProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()
+
+    def started(self, index: int, total: int, spec: Any) -> None:
+        self.progress.update(self.task, total=total,
+                             description=escape(f"{spec.label()}: starting"))
+
+    def phase(self, spec: Any, phase: str) -> None:
+        self.progress.update(self.task, description=escape(f"{spec.label()}: {phase}"))
+
+    def finished(self, spec: Any, run_id: int | None, result: Any) -> None:
+        from optbench.results.stats import percentile
+
+        self.progress.advance(self.task)
+        if result.status == "ok":
+            metrics = {m.name: m.value for m in result.metrics}
+            quality = metrics.get(result.quality_metric)
+            p50 = percentile(result.latencies_s, 50) * 1e3 if result.latencies_s else None
+            detail = f"{result.quality_metric}={quality:.4f}" if quality is not None else ""
+            detail += f"  p50 {p50:.3g} ms" if p50 is not None else ""
+            self.console.print(f"[green]ok[/green]      {escape(spec.label())}  {detail}",
+                               highlight=False)
+        else:
+            color = "yellow" if result.status == "skipped" else "red"
+            self.console.print(f"[{color}]{result.status:<7}[/{color}] {escape(spec.label())}: "
+                               f"{escape(str(result.reason))}", highlight=False, soft_wrap=True)
+
+
+def _run_and_report(recipe: Any, out: Path, resume: bool) -> None:
+    from optbench.runner import Runner
+
+    try:
+        with SweepProgress(console) as events:
+            Runner(out, events).run(recipe, resume=resume)
+        _report(out)
+    except OptbenchError as exc:
+        fail(exc)
+
+
+def _report(out: Path) -> None:
+    from optbench.report.render import render
+    from optbench.results.store import Store
+
+    store = Store.open(out, must_exist=True)
+    try:
+        path = render(store, out)
+    finally:
+        store.close()
+    console.print(f"report: {path}")
+
+
+@app.command()
+def report(out: Path = OutOption) -> None:
+    """Render the report (Markdown + PNG fronts) from the store in --out."""
+    try:
+        _report(out)
+    except OptbenchError as exc:
+        fail(exc)
+
+
+@app.command()
+def export(
+    format: str = typer.Option("csv", "--format", "-f", help="csv | json"),
+    out: Path = OutOption,
+) -> None:
+    """Print one row per run (latest per configuration) as CSV or JSON on stdout."""
+    from optbench.results.export import export_rows
+
+    try:
+        text = export_rows(out, format)
+    except OptbenchError as exc:
+        fail(exc)
+    sys.stdout.write(text)
+
+
+@app.command("ls")
+def list_plugins(
+    kind: str = typer.Argument(..., help="backends | transforms | workloads | meters | models"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """List plugins of a kind with their availability here."""
+    from optbench.catalog import describe_kind
+
+    try:
+        headers, rows = describe_kind(kind)
+    except OptbenchError as exc:
+        fail(exc)
+    if as_json:
+        sys.stdout.write(json.dumps([dict(zip(headers, row)) for row in rows], indent=2) + "\n")
+        return
+    table = Table(*headers, show_lines=False)
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))
+    out_console.print(table)
+
+
+@app.command()
+def env(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """Hardware, software versions, and which meters work here (and why not)."""
+    from optbench.catalog import environment_report
+
+    data = environment_report()
+    if as_json:
+        out_console.print_json(json.dumps(data, default=str))
+        return
+    for section, values in data.items():
+        out_console.print(f"[bold]{section}[/bold]")
+        if isinstance(values, dict):
+            for key, value in values.items():
+                out_console.print(Text(f"  {key}: {value}"), soft_wrap=True)
+        else:
+            for value in values:
+                out_console.print(Text(f"  {value}"), soft_wrap=True)
+
+
+def main() -> None:
+    app()

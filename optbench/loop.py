@@ -1,0 +1,254 @@
+"""The one measured loop, shared by every backend.
+
+warm-up (until throughput is steady) -> accuracy pass -> latency pass (per-iteration,
+synchronized) -> idle baseline -> metered trials (fixed minimum windows over steady work,
+repeated until the 95% CI of energy per sample is tight enough or the preset's maximum).
+
+Backends only load / prepare / infer / synchronize; all timing lives here. Time is the
+monotonic clock in nanoseconds, injected for tests.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from optbench.results.schema import Trial
+from optbench.results.stats import summarize
+
+Clock = Callable[[], int]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How long and how often to measure. Presets below; durations in seconds."""
+
+    name: str
+    warmup_min_s: float
+    warmup_max_s: float
+    latency_min_iters: int
+    latency_min_s: float
+    latency_max_s: float
+    window_min_s: float
+    trials_min: int
+    trials_max: int
+    idle_s: float
+    eval_cap: int | None
+    window_periods: int = 10
+    warmup_block_s: float = 0.25
+    steady_tolerance: float = 0.02
+    ci_target: float = 0.02
+    latency_max_iters: int = 100_000
+
+
+PRESETS: dict[str, Protocol] = {
+    # Plumbing checks (tests, CI smoke recipes): windows far too short for real figures.
+    "smoke": Protocol("smoke", warmup_min_s=0.0, warmup_max_s=0.3, latency_min_iters=5,
+                      latency_min_s=0.1, latency_max_s=1, window_min_s=0.3, trials_min=2,
+                      trials_max=2, idle_s=0.1, eval_cap=64, window_periods=0),
+    # CI and demos: short windows, flagged when below a meter's resolution.
+    "quick": Protocol("quick", warmup_min_s=0.5, warmup_max_s=5, latency_min_iters=20,
+                      latency_min_s=1.0, latency_max_s=5, window_min_s=2.0, trials_min=3,
+                      trials_max=3, idle_s=1.0, eval_cap=256),
+    "standard": Protocol("standard", warmup_min_s=2, warmup_max_s=60, latency_min_iters=100,
+                         latency_min_s=10, latency_max_s=30, window_min_s=10, trials_min=3,
+                         trials_max=10, idle_s=5, eval_cap=1000, window_periods=50),
+    # The seed study found sub-60 s windows unreliable with a 1 s sampler.
+    "rigorous": Protocol("rigorous", warmup_min_s=5, warmup_max_s=120, latency_min_iters=200,
+                         latency_min_s=30, latency_max_s=60, window_min_s=60, trials_min=5,
+                         trials_max=10, idle_s=10, eval_cap=None, window_periods=50),
+}
+
+
+@dataclass
+class LoopOutput:
+    """Raw results of one loop: nothing here is aggregated except the eval outputs."""
+
+    outputs: np.ndarray
+    latencies_s: list[float]
+    trials: list[Trial]
+    warmup: dict[str, Any]
+    window_s: float
+    phases_s: dict[str, float] = field(default_factory=dict)
+
+
+def make_batches(x: np.ndarray, batch_size: int) -> tuple[list[np.ndarray], int]:
+    """Split into full batches; the last is padded by wrapping around. Returns (batches, n)."""
+    n = len(x)
+    if n == 0:
+        raise ValueError("no evaluation inputs")
+    count = -(-n // batch_size)
+    idx = np.arange(count * batch_size) % n
+    return [x[idx[i * batch_size : (i + 1) * batch_size]] for i in range(count)], n
+
+
+class MeasuredLoop:
+    """Drives one loaded backend through the protocol under the given meters."""
+
+    def __init__(
+        self,
+        backend: Any,
+        batch_size: int,
+        meters: Sequence[Any],
+        protocol: Protocol,
+        clock: Clock = time.monotonic_ns,
+        sleep: Callable[[float], None] = time.sleep,
+        on_phase: Callable[[str], None] = lambda phase: None,
+    ) -> None:
+        self.backend = backend
+        self.batch_size = batch_size
+        self.meters = list(meters)
+        self.protocol = protocol
+        self.clock = clock
+        self.sleep = sleep
+        self.on_phase = on_phase
+        self._cursor = 0
+
+    def window_s(self) -> float:
+        """Preset minimum, stretched to `window_periods` x the slowest meter update period."""
+        periods = [p for m in self.meters if (p := m.update_period_s()) is not None]
+        stretched = [self.protocol.window_periods * p for p in periods]
+        return max([self.protocol.window_min_s, *stretched])
+
+    def run(self, eval_inputs: np.ndarray) -> LoopOutput:
+        phases: dict[str, float] = {}
+        batches, n_eval = make_batches(eval_inputs, self.batch_size)
+        prepared = [self.backend.prepare(b) for b in batches]
+
+        t = self.clock()
+        self.on_phase("warm-up")
+        warmup = self.warm_up(prepared)
+        phases["warmup_s"] = (self.clock() - t) / 1e9
+
+        t = self.clock()
+        self.on_phase("accuracy pass")
+        outputs = np.concatenate([self.backend.to_numpy(self.backend.infer(p)) for p in prepared])
+        outputs = outputs[:n_eval]
+        phases["accuracy_s"] = (self.clock() - t) / 1e9
+
+        t = self.clock()
+        self.on_phase("latency pass")
+        latencies = self.latency_pass(prepared)
+        phases["latency_s"] = (self.clock() - t) / 1e9
+
+        t = self.clock()
+        self.on_phase("energy trials")
+        window_s = self.window_s()
+        trials = self.energy_trials(prepared, window_s)
+        phases["trials_s"] = (self.clock() - t) / 1e9
+        return LoopOutput(outputs, latencies, trials, warmup, window_s, phases)
+
+    def _next(self, prepared: list[Any]) -> Any:
+        item = prepared[self._cursor % len(prepared)]
+        self._cursor += 1
+        return item
+
+    def warm_up(self, prepared: list[Any]) -> dict[str, Any]:
+        """Run blocks of work until the last three blocks' throughput agree within tolerance."""
+        p = self.protocol
+        block_ns = int(p.warmup_block_s * 1e9)
+        start = self.clock()
+        rates: list[float] = []
+        iterations = 0
+        steady = False
+        while True:
+            t0 = self.clock()
+            n = 0
+            while n == 0 or self.clock() - t0 < block_ns:
+                self.backend.infer(self._next(prepared))
+                n += 1
+            self.backend.synchronize()
+            elapsed = self.clock() - t0
+            iterations += n
+            rates.append(n * self.batch_size / max(elapsed, 1) * 1e9)
+            total_s = (self.clock() - start) / 1e9
+            if len(rates) >= 3 and total_s >= p.warmup_min_s:
+                last = rates[-3:]
+                if (max(last) - min(last)) / (sum(last) / 3) <= p.steady_tolerance:
+                    steady = True
+                    break
+            if total_s >= p.warmup_max_s:
+                break
+        return {"iterations": iterations, "seconds": (self.clock() - start) / 1e9,
+                "steady": steady, "last_rates_per_s": rates[-3:]}
+
+    def latency_pass(self, prepared: list[Any]) -> list[float]:
+        """Per-iteration latency of one batch, the device synchronized inside each timing."""
+        p = self.protocol
+        latencies: list[float] = []
+        start = self.clock()
+        while len(latencies) < p.latency_max_iters:
+            item = self._next(prepared)
+            t0 = self.clock()
+            self.backend.infer(item)
+            self.backend.synchronize()
+            t1 = self.clock()
+            latencies.append((t1 - t0) / 1e9)
+            elapsed = (t1 - start) / 1e9
+            if len(latencies) >= p.latency_min_iters and elapsed >= p.latency_min_s:
+                break
+            if elapsed >= p.latency_max_s and len(latencies) >= 3:
+                break
+        return latencies
+
+    def idle_baseline(self, index: int) -> Trial:
+        """Meters over a window with the model loaded and no work."""
+        self.backend.synchronize()
+        for meter in self.meters:
+            meter.start()
+        t0 = self.clock()
+        self.sleep(self.protocol.idle_s)
+        window_s = (self.clock() - t0) / 1e9
+        readings = tuple(r for meter in self.meters for r in meter.stop())
+        return Trial(index, "idle", window_s, 0, readings)
+
+    def load_trial(self, index: int, prepared: list[Any], window_s: float) -> Trial:
+        """Steady work for at least `window_s`; counts only samples completed inside it."""
+        window_ns = int(window_s * 1e9)
+        self.backend.synchronize()
+        for meter in self.meters:
+            meter.start()
+        t0 = self.clock()
+        batches = 0
+        while True:
+            self.backend.infer(self._next(prepared))
+            batches += 1
+            if self.clock() - t0 >= window_ns:
+                break
+        self.backend.synchronize()
+        elapsed = (self.clock() - t0) / 1e9
+        readings = tuple(r for meter in self.meters for r in meter.stop())
+        return Trial(index, "load", elapsed, batches * self.batch_size, readings)
+
+    def energy_trials(self, prepared: list[Any], window_s: float) -> list[Trial]:
+        p = self.protocol
+        trials = [self.idle_baseline(0)]
+        loads: list[Trial] = []
+        while len(loads) < p.trials_max:
+            loads.append(self.load_trial(len(loads) + 1, prepared, window_s))
+            if len(loads) >= p.trials_min and converged(loads, p.ci_target):
+                break
+        return trials + loads
+
+
+def trial_energy_per_sample(trial: Trial) -> float | None:
+    """Total energy over the trial's channels per sample; None if any channel is unmeasured."""
+    values = [r.energy_j for r in trial.readings]
+    if not values or any(v is None for v in values) or trial.samples == 0:
+        return None
+    return sum(values) / trial.samples  # type: ignore[arg-type]
+
+
+def converged(loads: Sequence[Trial], target: float) -> bool:
+    """Stop rule: 95% CI half-width of energy per sample (else of throughput) <= target."""
+    per_sample = [trial_energy_per_sample(t) for t in loads]
+    if all(v is not None for v in per_sample):
+        values = [v for v in per_sample if v is not None]
+    else:
+        values = [t.samples / t.window_s for t in loads]
+    summary = summarize(values)
+    return summary.ci_relative is not None and summary.ci_relative <= target

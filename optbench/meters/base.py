@@ -1,0 +1,72 @@
+"""The Meter contract: start() and stop() bracket a window; stop returns EnergyReadings.
+
+Meters read hardware through narrow seams (a clock, a sysfs root, an nvml module) so tests
+drive them with fakes. A meter that cannot measure says so through `availability()`;
+it never returns 0 for energy it did not measure.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from optbench.backends.base import Availability
+from optbench.results.schema import EnergyReading
+
+Clock = Callable[[], int]  # monotonic nanoseconds
+
+
+@dataclass(frozen=True)
+class MeterContext:
+    """What meters may know about the run: device, user-given CPU power, a clock."""
+
+    device: str = "cpu"
+    cpu_tdp_w: float | None = None
+    clock: Clock = field(default=time.monotonic_ns)
+
+
+class Meter(ABC):
+    """An energy source covering one role ("cpu" or "gpu").
+
+    Class attributes:
+        role: the part of the machine the meter covers; `auto` picks one meter per role.
+        rank: lower is stronger (a counter ranks before polling, polling before an estimate).
+        estimated: True for sources that model energy rather than measure it.
+    """
+
+    name: ClassVar[str] = "base"
+    role: ClassVar[str] = "cpu"
+    rank: ClassVar[int] = 100
+    estimated: ClassVar[bool] = False
+
+    def __init__(self, ctx: MeterContext) -> None:
+        self.ctx = ctx
+
+    @classmethod
+    @abstractmethod
+    def availability(cls, ctx: MeterContext) -> Availability:
+        """Whether this source can be read here; the reason says what to do if not."""
+
+    def open(self) -> None:
+        """Acquire handles and run the self-test; called once before the first window."""
+
+    @abstractmethod
+    def start(self) -> None:
+        """Mark the start of a window."""
+
+    @abstractmethod
+    def stop(self) -> list[EnergyReading]:
+        """End the window; one reading per channel."""
+
+    def close(self) -> None:
+        """Release handles and background threads."""
+
+    def update_period_s(self) -> float | None:
+        """Observed counter update period (windows under 10x of it are below resolution)."""
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"meter": self.name, "role": self.role}

@@ -1,0 +1,156 @@
+"""Models: shipped cards (YAML, never weights) and bring-your-own models.
+
+A model reference is one of:
+- a card name (`optbench ls models`), e.g. `resnet50`, `mnist-cnn`;
+- a card file `path/to/card.yaml`;
+- an ONNX file `model.onnx`;
+- a local Hugging Face directory (with config.json), or a hub id `org/name` where a hub
+  or a local hub cache is reachable.
+Cards are looked up in the package and in the directories of `$OPTBENCH_MODEL_PATH`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from optbench.errors import PluginNotFound, RecipeError, UsageError
+
+CARD_DIR = Path(__file__).parent / "cards"
+CARD_KEYS = (
+    "name", "task", "summary", "builder", "input_shape", "input_dtype", "num_outputs",
+    "dataset", "mean", "std", "reference_quality", "weights", "requires", "hidden", "options",
+)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a model is and how to build it; never the weights themselves."""
+
+    name: str
+    builder: str
+    input_shape: tuple[int, ...]
+    num_outputs: int
+    task: str = "image-classification"
+    summary: str = ""
+    input_dtype: str = "float32"
+    dataset: str = "synthetic"
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    reference_quality: dict[str, Any] = field(default_factory=dict)
+    weights: str = ""
+    requires: tuple[str, ...] = ()
+    hidden: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A resolved model reference: `kind` is "card", "onnx" or "hf"."""
+
+    ref: str
+    kind: str
+    card: ModelCard | None = None
+
+
+def load_card(path: Path) -> ModelCard:
+    data = yaml.safe_load(path.read_text())
+    if not isinstance(data, dict):
+        raise RecipeError(str(path), "a model card must be a mapping")
+    for key in data:
+        if key not in CARD_KEYS:
+            raise RecipeError(f"{path}:{key}",
+                              f"unknown model card key; valid: {', '.join(CARD_KEYS)}")
+    for key in ("name", "builder", "input_shape", "num_outputs"):
+        if key not in data:
+            raise RecipeError(f"{path}:{key}", "required in a model card")
+    return ModelCard(
+        name=data["name"],
+        builder=data["builder"],
+        input_shape=tuple(int(d) for d in data["input_shape"]),
+        num_outputs=int(data["num_outputs"]),
+        task=data.get("task", "image-classification"),
+        summary=" ".join(str(data.get("summary", "")).split()),
+        input_dtype=data.get("input_dtype", "float32"),
+        dataset=data.get("dataset", "synthetic"),
+        mean=tuple(float(v) for v in data.get("mean", ())),
+        std=tuple(float(v) for v in data.get("std", ())),
+        reference_quality=dict(data.get("reference_quality", {})),
+        weights=" ".join(str(data.get("weights", "")).split()),
+        requires=tuple(data.get("requires", ())),
+        hidden=bool(data.get("hidden", False)),
+        options=dict(data.get("options", {})),
+        path=str(path),
+    )
+
+
+@cache
+def _cards_in(directories: tuple[str, ...]) -> dict[str, ModelCard]:
+    cards: dict[str, ModelCard] = {}
+    for directory in directories:
+        for path in sorted(Path(directory).glob("*.yaml")):
+            card = load_card(path)
+            cards.setdefault(card.name, card)
+    return cards
+
+
+def cards() -> dict[str, ModelCard]:
+    """All known cards by name: `$OPTBENCH_MODEL_PATH` directories first, then shipped ones."""
+    extra = [d for d in os.environ.get("OPTBENCH_MODEL_PATH", "").split(os.pathsep) if d]
+    return _cards_in((*extra, str(CARD_DIR)))
+
+
+def resolve_model(ref: str) -> ModelRef:
+    """Resolve a model reference without building it; unknown names raise PluginNotFound."""
+    known = cards()
+    if ref in known:
+        return ModelRef(ref, "card", known[ref])
+    path = Path(ref).expanduser()
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise UsageError(f"model card not found: {ref}")
+        card = load_card(path)
+        return ModelRef(str(path.resolve()), "card", card)
+    if path.suffix == ".onnx":
+        if not path.is_file():
+            raise UsageError(f"model file not found: {ref}")
+        return ModelRef(str(path.resolve()), "onnx")
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UsageError(f"{ref} is a directory without config.json, not a Hugging Face model")
+        return ModelRef(str(path.resolve()), "hf")
+    if path.suffix in (".pt", ".pth", ".bin", ".safetensors"):
+        raise UsageError(
+            f"{ref}: a bare weights file has no architecture; write a model card that names a "
+            "builder and pass the file as weights (see docs/models.md)"
+        )
+    if "/" in ref and not ref.startswith((".", "/")) and ref.count("/") == 1:
+        return ModelRef(ref, "hf")
+    visible = [name for name, card in known.items() if not card.hidden]
+    raise PluginNotFound("model", ref, visible)
+
+
+def build_model(ref: str, weights: str | None, cache: Path) -> Any:
+    """Build the ModelArtifact for `ref` (imports the builder's heavy libraries)."""
+    import importlib
+
+    resolved = resolve_model(ref)
+    if resolved.kind == "onnx":
+        from optbench.models.external import load_onnx
+
+        return load_onnx(Path(resolved.ref))
+    if resolved.kind == "hf":
+        from optbench.models.external import load_hf_image_classifier
+
+        return load_hf_image_classifier(resolved.ref)
+    card = resolved.card
+    assert card is not None
+    module_name, _, func = card.builder.partition(":")
+    builder = getattr(importlib.import_module(module_name), func)
+    return builder(card, weights=weights, cache=cache)

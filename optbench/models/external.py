@@ -1,0 +1,110 @@
+"""Bring-your-own models: ONNX files and Hugging Face image classifiers."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from optbench.artifact import ModelArtifact
+from optbench.errors import UsageError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+ONNX_DTYPES = {1: "float32", 10: "float16", 16: "bfloat16", 11: "float64"}
+
+
+def file_digest(*paths: Path) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:20]
+
+
+def load_onnx(path: Path) -> ModelArtifact:
+    """An ONNX classifier: input shape and output size read from the graph."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    graph_inputs = [i for i in model.graph.input
+                    if i.name not in {init.name for init in model.graph.initializer}]
+    if len(graph_inputs) != 1 or len(model.graph.output) < 1:
+        raise UsageError(f"{path}: optbench runs single-input models; this one has "
+                         f"{len(graph_inputs)} inputs")
+    tensor = graph_inputs[0].type.tensor_type
+    dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim]
+    out_dims = [d.dim_value if d.HasField("dim_value") else -1
+                for d in model.graph.output[0].type.tensor_type.shape.dim]
+    if len(dims) < 2 or any(d <= 0 for d in dims[1:]) or not out_dims or out_dims[-1] <= 0:
+        raise UsageError(f"{path}: needs a static per-sample input shape and output size "
+                         f"(found input {dims}, output {out_dims})")
+    extra = sorted(path.parent.glob(path.name + ".data"))
+    return ModelArtifact(
+        name=path.stem,
+        format="onnx",
+        path=str(path),
+        input_shape=tuple(dims[1:]),
+        input_dtype=ONNX_DTYPES.get(tensor.elem_type, "float32"),
+        num_outputs=out_dims[-1],
+        weights=f"file {path}",
+        weights_trained=True,
+        digest=file_digest(path, *extra),
+        reference_backend="ort",
+        info={"fixed_batch": dims[0] if dims[0] > 0 else None,
+              "file_bytes": path.stat().st_size + sum(p.stat().st_size for p in extra)},
+    )
+
+
+def load_hf_image_classifier(ref: str) -> ModelArtifact:
+    """A transformers image classifier from a local directory or a reachable hub id."""
+    import json
+
+    import torch
+    from transformers import AutoConfig, AutoModelForImageClassification
+
+    from optbench.models.torchnet import module_facts, state_digest
+
+    try:
+        config = AutoConfig.from_pretrained(ref)
+        model = AutoModelForImageClassification.from_pretrained(ref)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot load Hugging Face image classifier '{ref}': {exc}") from exc
+    size = getattr(config, "image_size", 224)
+    if isinstance(size, dict):
+        size = size.get("height", size.get("shortest_edge", 224))
+    if isinstance(size, (list, tuple)):
+        size = size[0]
+    channels = getattr(config, "num_channels", 3)
+    mean, std = IMAGENET_MEAN[:channels], IMAGENET_STD[:channels]
+    processor = Path(ref) / "preprocessor_config.json"
+    if processor.is_file():
+        data = json.loads(processor.read_text())
+        mean = tuple(data.get("image_mean", mean))
+        std = tuple(data.get("image_std", std))
+
+    class LogitsOnly(torch.nn.Module):
+        """Plain tensor-in, logits-out, so every exporter sees a simple graph."""
+
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, pixel_values: Any) -> Any:
+            return self.inner(pixel_values=pixel_values).logits
+
+    module = LogitsOnly(model).eval()
+    return ModelArtifact(
+        name=Path(ref).name or ref,
+        format="torch",
+        module=module,
+        input_shape=(channels, int(size), int(size)),
+        num_outputs=int(config.num_labels),
+        weights=f"huggingface {ref}",
+        weights_trained=True,
+        digest=state_digest(module, ref),
+        mean=tuple(mean),
+        std=tuple(std),
+        info=module_facts(module),
+    )

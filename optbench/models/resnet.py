@@ -1,0 +1,178 @@
+"""ResNet-50 with torchvision's state_dict layout, defined here.
+
+The definition lives in the project (rather than importing torchvision) for two reasons:
+torchvision from the registry does not import with the CPU torch wheel, and torchvision's
+Bottleneck reuses one ReLU module three times, which torchao's pt2e int8 quantizer rejects.
+ReLUs carry no parameters, so the keys and shapes are exactly torchvision's: its
+checkpoints (and timm's resnet50 weights, which share the layout) load unchanged.
+
+Weights, in order: the `weights` file a user gives; torchvision's cache
+($TORCH_HOME/hub/checkpoints/resnet50-0676ba61.pth or -11ad3fa6.pth); else a seeded random
+init, recorded on the run, so quality becomes agreement with the fp32 reference.
+
+A freshly initialised network has BatchNorm running statistics of (0, 1), so in eval mode
+its activations grow through the 16 residual blocks until every input yields the same
+class: agreement with the reference would then be 1.0 whatever a variant does, and int8
+calibration would see unrealistic ranges. Random weights therefore get a data-dependent
+init on seeded synthetic images (disjoint from evaluation data): BatchNorm statistics are
+re-estimated, and the classifier bias centres the logits, so predictions depend on the
+input (measured: 1 distinct class of 64 before, about 19 after).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from optbench.artifact import ModelArtifact
+from optbench.models import ModelCard
+from optbench.models.torchnet import save_state, torch_artifact
+
+log = logging.getLogger(__name__)
+
+INIT_VERSION = 1  # bump when data_dependent_init changes, so cached weights are rebuilt
+TORCHVISION_CHECKPOINTS = {
+    "resnet50-0676ba61.pth": "torchvision IMAGENET1K_V1 (ImageNet top-1 76.13%)",
+    "resnet50-11ad3fa6.pth": "torchvision IMAGENET1K_V2 (ImageNet top-1 80.86%)",
+}
+
+
+def _torch_modules() -> Any:
+    import torch.nn as nn
+
+    class Bottleneck(nn.Module):
+        expansion = 4
+
+        def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: Any = None):
+            super().__init__()
+            self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(planes)
+            self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
+            self.bn2 = nn.BatchNorm2d(planes)
+            self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+            self.bn3 = nn.BatchNorm2d(planes * 4)
+            self.relu1, self.relu2, self.relu3 = nn.ReLU(), nn.ReLU(), nn.ReLU()
+            self.downsample = downsample
+
+        def forward(self, x: Any) -> Any:
+            identity = x if self.downsample is None else self.downsample(x)
+            out = self.relu1(self.bn1(self.conv1(x)))
+            out = self.relu2(self.bn2(self.conv2(out)))
+            out = self.bn3(self.conv3(out))
+            return self.relu3(out + identity)
+
+    class ResNet(nn.Module):
+        def __init__(self, layers: tuple[int, ...], num_classes: int = 1000, width: int = 64):
+            super().__init__()
+            self.inplanes = width
+            self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
+            self.bn1 = nn.BatchNorm2d(width)
+            self.relu = nn.ReLU()
+            self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+            self.layer1 = self._make_layer(width, layers[0])
+            self.layer2 = self._make_layer(width * 2, layers[1], stride=2)
+            self.layer3 = self._make_layer(width * 4, layers[2], stride=2)
+            self.layer4 = self._make_layer(width * 8, layers[3], stride=2)
+            self.avgpool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(width * 8 * 4, num_classes)
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                elif isinstance(m, nn.BatchNorm2d):
+                    nn.init.ones_(m.weight)
+                    nn.init.zeros_(m.bias)
+
+        def _make_layer(self, planes: int, blocks: int, stride: int = 1) -> Any:
+            downsample = None
+            if stride != 1 or self.inplanes != planes * 4:
+                downsample = nn.Sequential(
+                    nn.Conv2d(self.inplanes, planes * 4, 1, stride=stride, bias=False),
+                    nn.BatchNorm2d(planes * 4),
+                )
+            layers = [Bottleneck(self.inplanes, planes, stride, downsample)]
+            self.inplanes = planes * 4
+            layers += [Bottleneck(self.inplanes, planes) for _ in range(1, blocks)]
+            return nn.Sequential(*layers)
+
+        def forward(self, x: Any) -> Any:
+            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+            return self.fc(self.avgpool(x).flatten(1))
+
+    return ResNet
+
+
+def resnet50(num_classes: int = 1000, width: int = 64) -> Any:
+    return _torch_modules()((3, 4, 6, 3), num_classes, width)
+
+
+def find_torchvision_checkpoint() -> Path | None:
+    """A torchvision ResNet-50 checkpoint in the local torch hub cache, if any."""
+    torch_home = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
+    for name in TORCHVISION_CHECKPOINTS:
+        path = torch_home / "hub" / "checkpoints" / name
+        if path.is_file():
+            return path
+    return None
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    import torch
+
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state.get("state_dict", state) if isinstance(state, dict) else state
+
+
+def data_dependent_init(module: Any, shape: tuple[int, ...], seed: int, n: int = 64) -> None:
+    """Re-estimate BatchNorm statistics and centre the classifier's logits on seeded images."""
+    import torch
+
+    from optbench.workloads.datasets import synthetic
+
+    images = torch.from_numpy(synthetic(shape, n, seed))
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over all batches
+    features: list[Any] = []
+    with torch.no_grad():
+        module.train()
+        for batch in images.split(16):
+            module(batch)
+        module.eval()
+        hook = module.fc.register_forward_hook(lambda mod, args, out: features.append(args[0]))
+        module(images)
+        hook.remove()
+        module.fc.bias.copy_(-(module.fc.weight @ torch.cat(features).mean(0)))
+
+
+def build_resnet50(card: ModelCard, weights: str | None, cache: Path) -> ModelArtifact:
+    import torch
+
+    torch.manual_seed(int(card.options.get("seed", 0)))
+    module = resnet50(card.num_outputs)
+    path = Path(weights) if weights else find_torchvision_checkpoint()
+    if path is not None:
+        module.load_state_dict(load_state(path), strict=True)
+        source = TORCHVISION_CHECKPOINTS.get(path.name, "user-supplied weights")
+        description, trained = f"{source}: {path}", True
+    else:
+        seed = int(card.options.get("seed", 0))
+        cached = cache / "models" / f"resnet50-random-seed{seed}-ddi{INIT_VERSION}.pt"
+        if cached.is_file():
+            module.load_state_dict(torch.load(cached, map_location="cpu", weights_only=True))
+        else:
+            data_dependent_init(module, card.input_shape, seed + 1000)
+            save_state(module, cached)
+        description = (f"random init (seed {seed}; BatchNorm statistics and classifier bias set "
+                       "on seeded synthetic images): no weights given and none in the "
+                       "torchvision cache")
+        trained = False
+        log.warning("resnet50: %s; quality is top-1 agreement with the fp32 reference", description)
+    return torch_artifact(card, module, description, trained)

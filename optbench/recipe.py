@@ -1,0 +1,418 @@
+"""Recipes: YAML or CLI flags -> frozen dataclasses, validated before anything runs.
+
+A Recipe names one model and workload, the backends, the variants (named transform
+pipelines) and the sweep; `Recipe.expand()` yields one RunSpec per point. Every error
+names the recipe path of the bad value and, where it can, suggests the right one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from optbench.errors import RecipeError, UsageError, closest
+
+Options = tuple[tuple[str, Any], ...]
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def freeze(options: Mapping[str, Any] | None) -> Options:
+    """A hashable, order-independent form of an options mapping."""
+    return tuple(sorted((options or {}).items()))
+
+
+@dataclass(frozen=True)
+class TransformStep:
+    name: str
+    options: Options = ()
+
+    def label(self) -> str:
+        if not self.options:
+            return self.name
+        args = ",".join(f"{k}={v}" for k, v in self.options)
+        return f"{self.name}({args})"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named, ordered pipeline of transforms; the empty pipeline is the fp32 baseline."""
+
+    name: str
+    steps: tuple[TransformStep, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The model to measure: a card name, a model file or directory, or a Hugging Face id.
+
+    `weights` optionally points at a weights file for a card model (e.g. torchvision's
+    ResNet-50 checkpoint); None lets the card look in its usual places.
+    """
+
+    ref: str
+    weights: str | None = None
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    name: str
+    options: Options = ()
+
+    def label(self) -> str:
+        if not self.options:
+            return self.name
+        return f"{self.name}({','.join(f'{k}={v}' for k, v in self.options)})"
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """Which data a run is judged on.
+
+    `dataset` is "mnist", "synthetic", or "imagefolder:<path>"; None takes the model
+    card's default. `eval_samples` None takes the preset's cap.
+    """
+
+    kind: str = "vision"
+    dataset: str | None = None
+    eval_samples: int | None = None
+    calibration_samples: int = 128
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class MeasureSpec:
+    preset: str = "quick"
+    meters: tuple[str, ...] = ("auto",)
+    timeout_s: float = 1800.0
+    cpu_tdp_w: float | None = None
+    estimate: bool = True
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One point of a sweep: model x workload x backend x variant x batch size x measure."""
+
+    recipe: str
+    model: ModelSpec
+    workload: WorkloadSpec
+    backend: BackendSpec
+    variant: Variant
+    batch_size: int
+    measure: MeasureSpec
+    device: str = "cpu"
+
+    def key(self) -> str:
+        """Stable hash of everything that defines the measurement (the recipe name excluded)."""
+        data = self.to_dict()
+        data.pop("recipe")
+        blob = json.dumps(data, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def label(self) -> str:
+        model = Path(self.model.ref).name if "/" in self.model.ref else self.model.ref
+        return f"{model} {self.backend.label()} {self.variant.name} bs{self.batch_size}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self), default=str))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunSpec:
+        def opts(pairs: Any) -> Options:
+            return tuple((k, _tuplify(v)) for k, v in pairs)
+
+        variant = data["variant"]
+        return cls(
+            recipe=data["recipe"],
+            model=ModelSpec(**data["model"]),
+            workload=WorkloadSpec(**data["workload"]),
+            backend=BackendSpec(data["backend"]["name"], opts(data["backend"]["options"])),
+            variant=Variant(
+                variant["name"],
+                tuple(TransformStep(s["name"], opts(s["options"])) for s in variant["steps"]),
+            ),
+            batch_size=data["batch_size"],
+            measure=MeasureSpec(**{**data["measure"], "meters": tuple(data["measure"]["meters"])}),
+            device=data["device"],
+        )
+
+
+def _tuplify(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    model: ModelSpec
+    workload: WorkloadSpec = field(default_factory=WorkloadSpec)
+    backends: tuple[BackendSpec, ...] = ()
+    variants: tuple[Variant, ...] = (Variant("fp32"),)
+    batch_sizes: tuple[int, ...] = (1,)
+    measure: MeasureSpec = field(default_factory=MeasureSpec)
+    device: str = "auto"
+
+    def expand(self, device: str) -> list[RunSpec]:
+        """One RunSpec per backend x variant x batch size, on the resolved `device`."""
+        return [
+            RunSpec(
+                recipe=self.name,
+                model=self.model,
+                workload=self.workload,
+                backend=backend,
+                variant=variant,
+                batch_size=batch_size,
+                measure=self.measure,
+                device=device,
+            )
+            for backend, variant, batch_size in itertools.product(
+                self.backends, self.variants, self.batch_sizes
+            )
+        ]
+
+    def to_yaml(self) -> str:
+        """The recipe as YAML that `optbench run` accepts (what --print-recipe shows)."""
+        data: dict[str, Any] = {
+            "name": self.name,
+            "model": (
+                {"name": self.model.ref, "weights": self.model.weights}
+                if self.model.weights else self.model.ref
+            ),
+            "device": self.device,
+            "workload": {k: v for k, v in asdict(self.workload).items() if v is not None},
+            "backends": [
+                {b.name: dict(b.options)} if b.options else b.name for b in self.backends
+            ],
+            "variants": {
+                v.name: [{s.name: dict(s.options)} if s.options else s.name for s in v.steps]
+                for v in self.variants
+            },
+            "sweep": {"batch_sizes": list(self.batch_sizes)},
+            "measure": {
+                k: list(v) if isinstance(v, tuple) else v
+                for k, v in asdict(self.measure).items()
+                if v is not None
+            },
+        }
+        return yaml.safe_dump(data, sort_keys=False)
+
+
+# ---------------------------------------------------------------- parsing and validation
+
+TOP_KEYS = ("name", "model", "device", "workload", "backends", "variants", "sweep", "measure")
+WORKLOAD_KEYS = ("kind", "dataset", "eval_samples", "calibration_samples", "seed")
+SWEEP_KEYS = ("batch_sizes",)
+MEASURE_KEYS = ("preset", "meters", "timeout_s", "cpu_tdp_w", "estimate")
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a YAML recipe file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"recipe file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise RecipeError(str(path), f"not valid YAML: {exc}") from exc
+    if not isinstance(data, Mapping):
+        raise RecipeError(str(path), "a recipe must be a mapping of keys to values")
+    data = dict(data)
+    data.setdefault("name", path.stem)
+    return parse_recipe(data)
+
+
+def parse_recipe(data: Mapping[str, Any]) -> Recipe:
+    """Validate a recipe mapping (from YAML or the CLI) into a frozen Recipe."""
+    _check_keys(data, TOP_KEYS, "recipe")
+    name = _required_str(data, "name", "recipe")
+    model = _parse_model(data.get("model"))
+    device = data.get("device", "auto")
+    if device not in DEVICES:
+        raise RecipeError("recipe.device", f"invalid device {device!r}; choose one of "
+                          f"{', '.join(DEVICES)}", closest(str(device), DEVICES))
+    workload = _parse_workload(data.get("workload") or {})
+    backends = _parse_backends(data.get("backends"))
+    variants = _parse_variants(data.get("variants"))
+    batch_sizes = _parse_sweep(data.get("sweep") or {})
+    measure = _parse_measure(data.get("measure") or {})
+    return Recipe(name, model, workload, backends, variants, batch_sizes, measure, device)
+
+
+def _check_keys(data: Mapping[str, Any], allowed: tuple[str, ...], path: str) -> None:
+    if not isinstance(data, Mapping):
+        raise RecipeError(path, f"expected a mapping, got {data!r}")
+    for key in data:
+        if key not in allowed:
+            raise RecipeError(
+                f"{path}.{key}", f"unknown key; valid keys: {', '.join(allowed)}",
+                closest(str(key), allowed),
+            )
+
+
+def _required_str(data: Mapping[str, Any], key: str, path: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise RecipeError(f"{path}.{key}", "required, and must be a non-empty string")
+    return value.strip()
+
+
+def _parse_model(data: Any) -> ModelSpec:
+    from optbench.models import resolve_model
+
+    if isinstance(data, Mapping):
+        _check_keys(data, ("name", "weights"), "recipe.model")
+        ref = _required_str(data, "name", "recipe.model")
+        weights = data.get("weights")
+        if weights is not None and not Path(str(weights)).expanduser().is_file():
+            raise RecipeError("recipe.model.weights", f"weights file not found: {weights}")
+        spec = ModelSpec(ref, str(Path(str(weights)).expanduser().resolve()) if weights else None)
+    elif isinstance(data, str) and data.strip():
+        spec = ModelSpec(data.strip())
+    else:
+        raise RecipeError("recipe.model", "required: a model card name, a model file, or "
+                          "{name: ..., weights: ...}")
+    return ModelSpec(resolve_model(spec.ref).ref, spec.weights)
+
+
+def _parse_workload(data: Mapping[str, Any]) -> WorkloadSpec:
+    from optbench.options import coerce
+    from optbench.workloads import WORKLOADS
+
+    _check_keys(data, WORKLOAD_KEYS, "recipe.workload")
+    kind = WORKLOADS.canonical(str(data.get("kind", "vision")))
+    dataset = data.get("dataset")
+    if dataset is not None:
+        dataset = coerce(dataset, str, "recipe.workload.dataset")
+        WORKLOADS.get(kind).validate_dataset(dataset, "recipe.workload.dataset")
+    spec = WorkloadSpec(
+        kind=kind,
+        dataset=dataset,
+        eval_samples=_positive(data, "eval_samples", "recipe.workload", None),
+        calibration_samples=_positive(data, "calibration_samples", "recipe.workload", 128),
+        seed=coerce(data.get("seed", 0), int, "recipe.workload.seed"),
+    )
+    return spec
+
+
+def _positive(data: Mapping[str, Any], key: str, path: str, default: int | None) -> int | None:
+    from optbench.options import coerce
+
+    if data.get(key) is None:
+        return default
+    value = coerce(data[key], int, f"{path}.{key}")
+    if value <= 0:
+        raise RecipeError(f"{path}.{key}", f"must be a positive integer, got {value}")
+    return value
+
+
+def _one_key(item: Any, path: str) -> tuple[str, Mapping[str, Any]]:
+    """A list item written as `name` or `{name: {options}}`."""
+    if isinstance(item, str):
+        return item, {}
+    if isinstance(item, Mapping) and len(item) == 1:
+        (name, options), = item.items()
+        options = options or {}
+        if not isinstance(options, Mapping):
+            raise RecipeError(f"{path}.{name}", f"options must be a mapping, got {options!r}")
+        return str(name), options
+    raise RecipeError(path, f"expected a name or {{name: {{options}}}}, got {item!r}")
+
+
+def _parse_backends(data: Any) -> tuple[BackendSpec, ...]:
+    from optbench.backends import BACKENDS
+    from optbench.options import build_config, config_to_dict
+
+    if not data:
+        raise RecipeError("recipe.backends", "required: a list of backend names")
+    if isinstance(data, str):
+        data = [b.strip() for b in data.split(",") if b.strip()]
+    if isinstance(data, Mapping):
+        data = [{k: v} for k, v in data.items()]
+    specs: list[BackendSpec] = []
+    for i, item in enumerate(data):
+        name, options = _one_key(item, f"recipe.backends[{i}]")
+        canonical = BACKENDS.canonical(name)
+        config = build_config(BACKENDS.get(canonical).Config, options, f"recipe.backends.{name}")
+        # Store only what the user set, so defaults changing later do not alter spec keys.
+        explicit = {k: v for k, v in config_to_dict(config).items() if k in options}
+        spec = BackendSpec(canonical, freeze(explicit))
+        if spec in specs:
+            raise RecipeError(f"recipe.backends[{i}]", f"backend '{canonical}' listed twice")
+        specs.append(spec)
+    return tuple(specs)
+
+
+def _parse_variants(data: Any) -> tuple[Variant, ...]:
+    from optbench.options import build_config, config_to_dict
+    from optbench.transforms import TRANSFORMS
+
+    if data is None:
+        return (Variant("fp32"),)
+    if isinstance(data, (list, tuple)):
+        data = {str(v): ([] if str(v) == "fp32" else [v]) for v in data}
+    if not isinstance(data, Mapping) or not data:
+        raise RecipeError("recipe.variants", "expected a mapping of variant name -> steps")
+    variants = []
+    for vname, steps in data.items():
+        path = f"recipe.variants.{vname}"
+        if steps is None:
+            steps = []
+        if isinstance(steps, str):
+            steps = [s.strip() for s in steps.split("+") if s.strip()]
+        if not isinstance(steps, (list, tuple)):
+            raise RecipeError(path, f"expected a list of transform steps, got {steps!r}")
+        parsed = []
+        for j, item in enumerate(steps):
+            name, options = _one_key(item, f"{path}[{j}]")
+            canonical = TRANSFORMS.canonical(name)
+            config = build_config(TRANSFORMS.get(canonical).Config, options, f"{path}.{name}")
+            explicit = {k: v for k, v in config_to_dict(config).items() if k in options}
+            parsed.append(TransformStep(canonical, freeze(explicit)))
+        stages = [TRANSFORMS.get(s.name).stage for s in parsed]
+        if stages != sorted(stages):
+            order = " < ".join(s.name for s in sorted(set(stages)))
+            raise RecipeError(path, f"steps must be ordered by stage ({order})")
+        variants.append(Variant(str(vname), tuple(parsed)))
+    return tuple(variants)
+
+
+def _parse_sweep(data: Mapping[str, Any]) -> tuple[int, ...]:
+    from optbench.options import coerce
+
+    _check_keys(data, SWEEP_KEYS, "recipe.sweep")
+    sizes = coerce(data.get("batch_sizes", [1]), tuple[int, ...], "recipe.sweep.batch_sizes")
+    if not sizes or any(b <= 0 for b in sizes):
+        raise RecipeError("recipe.sweep.batch_sizes", f"need positive integers, got {list(sizes)}")
+    if len(set(sizes)) != len(sizes):
+        raise RecipeError("recipe.sweep.batch_sizes", f"duplicate batch size in {list(sizes)}")
+    return tuple(sizes)
+
+
+def _parse_measure(data: Mapping[str, Any]) -> MeasureSpec:
+    from optbench.loop import PRESETS
+    from optbench.meters import METERS
+    from optbench.options import coerce
+
+    _check_keys(data, MEASURE_KEYS, "recipe.measure")
+    preset = str(data.get("preset", "quick"))
+    if preset not in PRESETS:
+        raise RecipeError("recipe.measure.preset", f"unknown preset {preset!r}; choose one of "
+                          f"{', '.join(PRESETS)}", closest(preset, PRESETS))
+    meters = coerce(data.get("meters", ["auto"]), tuple[str, ...], "recipe.measure.meters")
+    meters = tuple(m if m == "auto" else METERS.canonical(m) for m in meters)
+    timeout_s = coerce(data.get("timeout_s", 1800.0), float, "recipe.measure.timeout_s")
+    if timeout_s <= 0:
+        raise RecipeError("recipe.measure.timeout_s", f"must be positive, got {timeout_s}")
+    tdp = data.get("cpu_tdp_w")
+    if tdp is not None:
+        tdp = coerce(tdp, float, "recipe.measure.cpu_tdp_w")
+        if tdp <= 0:
+            raise RecipeError("recipe.measure.cpu_tdp_w", f"must be positive, got {tdp}")
+    estimate = coerce(data.get("estimate", True), bool, "recipe.measure.estimate")
+    return MeasureSpec(preset, meters, timeout_s, tdp, estimate)

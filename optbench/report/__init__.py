@@ -1,0 +1,1 @@
+"""Reports: Pareto fronts (pure), rendering (Markdown tables, PNG figures)."""

@@ -1,0 +1,1 @@
+"""Result types, the SQLite store and statistics derived on read."""

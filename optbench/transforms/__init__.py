@@ -1,0 +1,13 @@
+"""Transforms: steps that change a model or how a runtime executes it."""
+
+from optbench.registry import Registry
+
+TRANSFORMS: Registry = Registry(
+    "transform", "optbench.transforms.base:Transform", "optbench.transforms"
+)
+TRANSFORMS.register("int8", "optbench.transforms.precision:Int8", aliases=("ptq", "ptq-int8"),
+                    summary="post-training static int8 through each runtime's own toolchain")
+TRANSFORMS.register("fp16", "optbench.transforms.precision:Fp16", aliases=("half",),
+                    summary="half precision where the backend runs it natively")
+TRANSFORMS.register("bf16", "optbench.transforms.precision:Bf16",
+                    summary="bfloat16 where the backend runs it natively")

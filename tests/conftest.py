@@ -1,0 +1,38 @@
+"""Shared test setup: a private optbench cache per session, and the gpu marker policy."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests never read or write the user's cache; builds are shared within one session."""
+    if os.environ.get("OPTBENCH_TEST_CACHE"):
+        os.environ["OPTBENCH_CACHE"] = os.environ["OPTBENCH_TEST_CACHE"]
+    else:
+        os.environ["OPTBENCH_CACHE"] = str(tmp_path_factory.mktemp("optbench-cache"))
+
+
+def gpu_reason() -> str | None:
+    """None when a CUDA GPU is usable, else why not."""
+    try:
+        import torch
+    except ImportError:
+        return "torch is not installed"
+    if not torch.cuda.is_available():
+        return "no CUDA GPU visible to torch"
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("gpu") is None:
+        return
+    reason = gpu_reason()
+    if reason is None:
+        return
+    if os.environ.get("OPTBENCH_REQUIRE_GPU") == "1":
+        pytest.fail(f"OPTBENCH_REQUIRE_GPU=1 but {reason}")
+    pytest.skip(reason)

@@ -1,0 +1,37 @@
+"""End to end on the real CPU runtimes: mnist-cnn (trained here), fp32 and int8."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from optbench.cli import app
+
+pytestmark = [pytest.mark.backend("torch"), pytest.mark.backend("ort"),
+              pytest.mark.backend("openvino")]
+
+
+def test_compare_mnist_cnn_across_cpu_runtimes(tmp_path):
+    cli = CliRunner()
+    result = cli.invoke(app, ["compare", "--model", "mnist-cnn", "--backends",
+                              "torch,ort,openvino", "--int8", "--preset", "smoke",
+                              "--eval-samples", "500", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(cli.invoke(app, ["export", "--format", "json", "--out",
+                                       str(tmp_path)]).stdout)
+    by = {(r["backend"], r["variant"]): r for r in rows}
+    assert set(by) == {(b, v) for b in ("torch", "ort", "openvino") for v in ("fp32", "int8")}
+    for (backend, variant), row in by.items():
+        assert row["status"] == "ok", (backend, variant, row["reason"])
+        assert row["quality_metric"] == "top1"
+        assert row["energy_method"] == "estimated" and row["energy_per_sample_j"] > 0
+    fp32 = {b: by[(b, "fp32")]["quality_value"] for b in ("torch", "ort", "openvino")}
+    assert min(fp32.values()) > 0.93 and max(fp32.values()) - min(fp32.values()) < 0.005
+    for backend in fp32:
+        int8 = by[(backend, "int8")]["quality_value"]
+        assert abs(int8 - fp32[backend]) < 0.02, (backend, int8, fp32[backend])
+    paths = {r["precision_path"] for r in rows}
+    assert any("torchao" in (p or "") for p in paths) and "NNCF PTQ int8" in paths
+    report = (tmp_path / "report.md").read_text()
+    assert "top-1 accuracy on held-out labelled data" in report
+    assert list((tmp_path / "figures").glob("*.png"))

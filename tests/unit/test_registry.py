@@ -1,0 +1,73 @@
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from optbench.errors import PluginNotFound, RegistryError
+from optbench.registry import Registry
+
+
+def make_registry(eps=()):
+    reg = Registry("backend", "optbench.backends.base:Backend", "test.group",
+                   entry_points=lambda group: list(eps))
+    reg.register("fake", "optbench.backends.fake:FakeBackend", aliases=("dummy",))
+    return reg
+
+
+def test_aliases_and_case_resolve_to_canonical_name():
+    reg = make_registry()
+    assert reg.canonical("FAKE") == "fake"
+    assert reg.canonical("dummy") == "fake"
+    assert reg.get("dummy").__name__ == "FakeBackend"
+
+
+def test_unknown_name_suggests_the_closest():
+    with pytest.raises(PluginNotFound) as info:
+        make_registry().canonical("fak")
+    assert info.value.suggestion == "fake"
+    assert "did you mean 'fake'" in str(info.value)
+    assert info.value.exit_code == 2
+
+
+def test_collision_with_builtin_is_an_error():
+    reg = make_registry()
+    with pytest.raises(RegistryError, match="collides"):
+        reg.register("dummy", "x:Y", origin="entry point of other")
+
+
+def test_entry_points_are_discovered_lazily():
+    ep = SimpleNamespace(name="Extra", value="optbench.backends.fake:FakeBackend",
+                         dist=SimpleNamespace(name="optbench-extra"))
+    reg = make_registry([ep])
+    assert "extra" in reg.names()
+    assert reg.entry("extra").origin == "entry point of optbench-extra"
+
+
+def test_entry_point_colliding_with_builtin_fails():
+    ep = SimpleNamespace(name="fake", value="x:Y", dist=SimpleNamespace(name="evil"))
+    with pytest.raises(RegistryError, match="collides"):
+        make_registry([ep]).names()
+
+
+def test_plugin_must_subclass_the_base():
+    reg = make_registry()
+    reg.register("notabackend", "optbench.recipe:Recipe")
+    with pytest.raises(RegistryError, match="not a subclass"):
+        reg.get("notabackend")
+
+
+def test_nothing_is_imported_until_get():
+    reg = make_registry()
+    reg.register("lazy", "optbench_not_a_real_module:Thing")
+    assert "optbench_not_a_real_module" not in sys.modules
+    assert "lazy" in reg.names()
+    with pytest.raises(ModuleNotFoundError):
+        reg.get("lazy")
+
+
+def test_builtin_registries_resolve_documented_aliases():
+    from optbench.backends import BACKENDS
+
+    for alias, name in {"eager": "torch", "pytorch": "torch", "onnxruntime": "ort",
+                        "ov": "openvino", "tensorrt": "trt", "vllm": "vllm"}.items():
+        assert BACKENDS.canonical(alias) == name
