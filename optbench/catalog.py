@@ -34,11 +34,11 @@ def describe_kind(kind: str) -> tuple[list[str], list[list[str]]]:
         from optbench.meters import METERS
         from optbench.meters.base import MeterContext
 
-        ctx = MeterContext()
         rows = []
         for entry in METERS.entries():
             cls = METERS.get(entry.name)
-            available = cls.availability(ctx)
+            available = cls.availability(MeterContext(device="cuda" if cls.role == "gpu"
+                                                      else "cpu"))
             rows.append([entry.name, cls.role, "yes" if available else "no",
                          entry.summary if available else available.reason])
         return ["meter", "role", "available", "notes"], rows
@@ -58,12 +58,22 @@ def environment_report() -> dict[str, Any]:
 
     fp = fingerprint()
     sha, dirty = git_state()
-    ctx = MeterContext()
-    meters = {}
+    meters: dict[str, Any] = {}
     for name in METERS.names():
         cls = METERS.get(name)
+        ctx = MeterContext(device="cuda" if cls.role == "gpu" else "cpu")
         available = cls.availability(ctx)
-        meters[name] = "available" if available else f"unavailable: {available.reason}"
+        if not available:
+            meters[name] = f"unavailable: {available.reason}"
+            continue
+        meter = cls(ctx)
+        try:  # the self-test tells the channels, the source used and the update period
+            meter.open()
+            meters[name] = meter.describe()
+        except Exception as exc:  # noqa: BLE001 - shown to the user as the reason
+            meters[name] = f"self-test failed: {exc}"
+        finally:
+            meter.close()
     return {
         "optbench": {"version": fp["optbench_version"], "git_sha": sha, "git_dirty": dirty,
                      "schema": fp["schema_version"]},

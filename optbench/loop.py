@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from optbench.meters.contention import CpuContention
 from optbench.results.schema import Trial
 from optbench.results.stats import summarize
 
@@ -39,6 +40,7 @@ class Protocol:
     idle_s: float
     eval_cap: int | None
     window_periods: int = 10
+    idle_after: bool = False
     warmup_block_s: float = 0.25
     steady_tolerance: float = 0.02
     ci_target: float = 0.02
@@ -60,7 +62,8 @@ PRESETS: dict[str, Protocol] = {
     # The seed study found sub-60 s windows unreliable with a 1 s sampler.
     "rigorous": Protocol("rigorous", warmup_min_s=5, warmup_max_s=120, latency_min_iters=200,
                          latency_min_s=30, latency_max_s=60, window_min_s=60, trials_min=5,
-                         trials_max=10, idle_s=10, eval_cap=None, window_periods=50),
+                         trials_max=10, idle_s=10, eval_cap=None, window_periods=50,
+                         idle_after=True),
 }
 
 
@@ -98,6 +101,7 @@ class MeasuredLoop:
         clock: Clock = time.monotonic_ns,
         sleep: Callable[[float], None] = time.sleep,
         on_phase: Callable[[str], None] = lambda phase: None,
+        contention: CpuContention | None = None,
     ) -> None:
         self.backend = backend
         self.batch_size = batch_size
@@ -106,6 +110,7 @@ class MeasuredLoop:
         self.clock = clock
         self.sleep = sleep
         self.on_phase = on_phase
+        self.contention = contention or CpuContention()
         self._cursor = 0
 
     def window_s(self) -> float:
@@ -195,23 +200,40 @@ class MeasuredLoop:
                 break
         return latencies
 
-    def idle_baseline(self, index: int) -> Trial:
-        """Meters over a window with the model loaded and no work."""
+    def _open_window(self) -> dict[str, Any]:
+        """Device idle, telemetry recorded, contention and meters started: a window opens."""
         self.backend.synchronize()
+        telemetry = {m.name: {"start": m.telemetry()} for m in self.meters if m.telemetry()}
+        self.contention.start()
         for meter in self.meters:
             meter.start()
+        return telemetry
+
+    def _close_window(self, index: int, phase: str, t0: int, samples: int,
+                      telemetry: dict[str, Any]) -> Trial:
+        elapsed = (self.clock() - t0) / 1e9
+        readings = tuple(r for meter in self.meters for r in meter.stop())
+        foreign = self.contention.stop()
+        for meter in self.meters:
+            end = meter.telemetry()
+            if end:
+                telemetry.setdefault(meter.name, {})["end"] = end
+        if foreign is not None:
+            telemetry["foreign_cpu_cores"] = round(foreign, 4)
+        flags = ("contended",) if CpuContention.contended(foreign) else ()
+        return Trial(index, phase, elapsed, samples, readings, flags, telemetry)
+
+    def idle_baseline(self, index: int) -> Trial:
+        """Meters over a window with the model loaded and no work."""
+        telemetry = self._open_window()
         t0 = self.clock()
         self.sleep(self.protocol.idle_s)
-        window_s = (self.clock() - t0) / 1e9
-        readings = tuple(r for meter in self.meters for r in meter.stop())
-        return Trial(index, "idle", window_s, 0, readings)
+        return self._close_window(index, "idle", t0, 0, telemetry)
 
     def load_trial(self, index: int, prepared: list[Any], window_s: float) -> Trial:
         """Steady work for at least `window_s`; counts only samples completed inside it."""
         window_ns = int(window_s * 1e9)
-        self.backend.synchronize()
-        for meter in self.meters:
-            meter.start()
+        telemetry = self._open_window()
         t0 = self.clock()
         batches = 0
         while True:
@@ -220,9 +242,7 @@ class MeasuredLoop:
             if self.clock() - t0 >= window_ns:
                 break
         self.backend.synchronize()
-        elapsed = (self.clock() - t0) / 1e9
-        readings = tuple(r for meter in self.meters for r in meter.stop())
-        return Trial(index, "load", elapsed, batches * self.batch_size, readings)
+        return self._close_window(index, "load", t0, batches * self.batch_size, telemetry)
 
     def energy_trials(self, prepared: list[Any], window_s: float) -> list[Trial]:
         p = self.protocol
@@ -232,23 +252,23 @@ class MeasuredLoop:
             loads.append(self.load_trial(len(loads) + 1, prepared, window_s))
             if len(loads) >= p.trials_min and converged(loads, p.ci_target):
                 break
+        if p.idle_after:
+            loads.append(self.idle_baseline(len(loads) + 1))
         return trials + loads
 
 
-def trial_energy_per_sample(trial: Trial) -> float | None:
-    """Total energy over the trial's channels per sample; None if any channel is unmeasured."""
-    values = [r.energy_j for r in trial.readings]
-    if not values or any(v is None for v in values) or trial.samples == 0:
-        return None
-    return sum(values) / trial.samples  # type: ignore[arg-type]
-
-
 def converged(loads: Sequence[Trial], target: float) -> bool:
-    """Stop rule: 95% CI half-width of energy per sample (else of throughput) <= target."""
-    per_sample = [trial_energy_per_sample(t) for t in loads]
-    if all(v is not None for v in per_sample):
-        values = [v for v in per_sample if v is not None]
+    """Stop rule: 95% CI half-width of energy per sample (else of throughput) <= target.
+
+    Excluded trials (ambiguous wrap, counter reset) do not count towards the rule.
+    """
+    usable = [t for t in loads if not t.excluded and t.samples > 0]
+    totals = [t.total_energy_j() for t in usable]
+    if len(usable) < 2:
+        return False
+    if all(e is not None for e in totals):
+        values = [e / t.samples for e, t in zip(totals, usable)]  # type: ignore[operator]
     else:
-        values = [t.samples / t.window_s for t in loads]
+        values = [t.samples / t.window_s for t in usable]
     summary = summarize(values)
     return summary.ci_relative is not None and summary.ci_relative <= target

@@ -123,7 +123,9 @@ class Runner:
             spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
             spec_path.write_text(json.dumps(spec.to_dict()))
             read_fd, write_fd = os.pipe()
-            env = {**os.environ, "OPTBENCH_STATUS_FD": str(write_fd),
+            # PCI_BUS_ID makes CUDA number GPUs as NVML does, so cuda:0 is the metered GPU
+            env = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", **os.environ,
+                   "OPTBENCH_STATUS_FD": str(write_fd),
                    "OPTBENCH_CACHE_DIR": str(self.cache), "PYTHONUNBUFFERED": "1"}
             with log_path.open("w") as log_file:
                 proc = subprocess.Popen(

@@ -44,6 +44,7 @@ class Meter(ABC):
 
     def __init__(self, ctx: MeterContext) -> None:
         self.ctx = ctx
+        self.passed_over: list[str] = []
 
     @classmethod
     @abstractmethod
@@ -64,9 +65,16 @@ class Meter(ABC):
     def close(self) -> None:
         """Release handles and background threads."""
 
+    def telemetry(self) -> dict[str, Any]:
+        """Device state at a window edge (clocks, temperature, limits); empty if none."""
+        return {}
+
     def update_period_s(self) -> float | None:
         """Observed counter update period (windows under 10x of it are below resolution)."""
         return None
 
     def describe(self) -> dict[str, Any]:
-        return {"meter": self.name, "role": self.role}
+        info: dict[str, Any] = {"meter": self.name, "role": self.role}
+        if self.passed_over:
+            info["instead_of"] = self.passed_over
+        return info

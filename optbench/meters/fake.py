@@ -136,3 +136,73 @@ class TraceMeter(Meter):
 
     def describe(self) -> dict[str, Any]:
         return {"meter": self.name, "trace": repr(self.trace)}
+
+
+class FakePowercap:
+    """A powercap tree of real files whose counters advance by PowerTraces, modulo a range.
+
+    `zones` maps a zone id ("intel-rapl:0", "intel-rapl:0:1", "intel-rapl-mmio:0") to its
+    name file content and power trace. `write()` sets every energy_uj to the exact
+    integral since construction, wrapped at `max_range_uj`; `run()` does it in a thread
+    every `period_s`, like the hardware's own update. Files are replaced atomically.
+    """
+
+    def __init__(self, root: Any, zones: dict[str, tuple[str, PowerTrace]],
+                 max_range_uj: int = 262_143_328_850, clock: Any = None,
+                 unreadable_range: tuple[str, ...] = ()) -> None:
+        import time
+        from pathlib import Path
+
+        self.root = Path(root)
+        self.zones = zones
+        self.max_range_uj = max_range_uj
+        self.clock = clock or time.monotonic_ns
+        self.t0 = self.clock()
+        self._thread: Any = None
+        self._stop: Any = None
+        for zone_id, (name, _) in zones.items():
+            path = self.root / zone_id
+            path.mkdir(parents=True, exist_ok=True)
+            (path / "name").write_text(name + "\n")
+            if zone_id not in unreadable_range:
+                (path / "max_energy_range_uj").write_text(f"{max_range_uj}\n")
+        (self.root / "intel-rapl").mkdir(exist_ok=True)  # the control-type dir sysfs has
+        self.write()
+
+    def elapsed_s(self, now_ns: int | None = None) -> float:
+        return ((self.clock() if now_ns is None else now_ns) - self.t0) / 1e9
+
+    def truth_j(self, zone_id: str, t0_ns: int, t1_ns: int) -> float:
+        """Exact energy of a zone between two clock readings."""
+        trace = self.zones[zone_id][1]
+        return trace.energy_j(self.elapsed_s(t0_ns), self.elapsed_s(t1_ns))
+
+    def write(self, now_ns: int | None = None) -> None:
+        import os
+
+        t = self.elapsed_s(now_ns)
+        for zone_id, (_, trace) in self.zones.items():
+            raw = round(trace.energy_j(0.0, t) * 1e6) % self.max_range_uj
+            path = self.root / zone_id / "energy_uj"
+            tmp = path.with_name(f".energy_uj.{os.getpid()}")
+            tmp.write_text(f"{raw}\n")
+            tmp.replace(path)
+
+    def run(self, period_s: float = 0.001) -> FakePowercap:
+        import threading
+
+        self._stop = threading.Event()
+
+        def loop() -> None:
+            while not self._stop.wait(period_s):
+                self.write()
+
+        self._thread = threading.Thread(target=loop, name="fake-powercap", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=5)
+            self._thread = None

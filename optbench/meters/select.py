@@ -43,7 +43,7 @@ def roles_for(device: str) -> tuple[str, ...]:
 
 
 def select_meters(
-    names: Sequence[str], ctx: MeterContext, estimate: bool = True
+    names: Sequence[str], ctx: MeterContext, estimate: bool = True, registry: Any = METERS
 ) -> list[Meter]:
     """Instantiate the meters for a run.
 
@@ -54,12 +54,12 @@ def select_meters(
     chosen: list[Meter] = []
     explicit = [n for n in names if n != "auto"]
     for name in explicit:
-        cls = METERS.get(name)
+        cls = registry.get(name)
         available = cls.availability(ctx)
         chosen.append(cls(ctx) if available else UnavailableMeter(ctx, cls.role, available.reason))
     if "auto" in names:
         covered = {m.role if not isinstance(m, UnavailableMeter) else m.role_name for m in chosen}
-        classes = sorted((METERS.get(n) for n in METERS.names()), key=lambda c: c.rank)
+        classes = sorted((registry.get(n) for n in registry.names()), key=lambda c: c.rank)
         for role in roles_for(ctx.device):
             if role in covered:
                 continue
@@ -69,7 +69,9 @@ def select_meters(
                     continue
                 available = cls.availability(ctx)
                 if available:
-                    chosen.append(cls(ctx))
+                    meter = cls(ctx)
+                    meter.passed_over = list(reasons)  # why stronger sources were not used
+                    chosen.append(meter)
                     break
                 reasons.append(f"{cls.name}: {available.reason}")
             else:

@@ -11,6 +11,8 @@ from typing import Any
 
 # How an energy figure was obtained, strongest first. A total inherits its weakest part.
 METHODS = ("measured-counter", "measured-polled", "estimated", "unavailable")
+# Flags that make a trial's energy unusable: it is kept in the store but not in statistics.
+EXCLUDING_FLAGS = frozenset({"ambiguous_wrap", "counter_reset", "invalid"})
 
 
 def weakest_method(methods: list[str]) -> str:
@@ -36,6 +38,8 @@ class EnergyReading:
         uncertainty_j: absolute uncertainty of this figure, when known.
         reason: why the figure is None (unavailable) or how it was estimated.
         details: method-specific inputs (an estimate's formula and inputs, sample counts).
+        in_total: False for channels that overlap others (psys contains the packages), so
+            totals follow the domain algebra and never double count.
     """
 
     channel: str
@@ -49,6 +53,7 @@ class EnergyReading:
     uncertainty_j: float | None = None
     reason: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    in_total: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -76,7 +81,11 @@ class EnergyReading:
 
 @dataclass(frozen=True)
 class Trial:
-    """One metered window: steady work ("load") or the loaded-but-idle baseline ("idle")."""
+    """One metered window: steady work ("load") or the loaded-but-idle baseline ("idle").
+
+    `telemetry` holds device state at the window's edges (clocks, temperature, power limit,
+    throttle reasons); `flags` the trial's caveats ("contended", "invalid").
+    """
 
     index: int
     phase: str
@@ -85,6 +94,19 @@ class Trial:
     readings: tuple[EnergyReading, ...]
     flags: tuple[str, ...] = ()
     telemetry: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def excluded(self) -> bool:
+        """True when a flag makes this trial's energy unusable (ambiguous wrap, reset...)."""
+        flags = set(self.flags).union(*(r.flags for r in self.readings if r.in_total))
+        return bool(flags & EXCLUDING_FLAGS)
+
+    def total_energy_j(self) -> float | None:
+        """Sum over the channels that make up the total; None if any of them is unmeasured."""
+        values = [r.energy_j for r in self.readings if r.in_total]
+        if not values or any(v is None for v in values):
+            return None
+        return float(sum(values))  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, Any]:
         return {

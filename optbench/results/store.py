@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS trials (
 CREATE TABLE IF NOT EXISTS energy (
   run_id INTEGER NOT NULL REFERENCES runs(id), trial INTEGER NOT NULL, channel TEXT NOT NULL,
   energy_j REAL, window_s REAL NOT NULL, method TEXT NOT NULL, api TEXT NOT NULL,
-  reads INTEGER, wraps INTEGER, flags TEXT, uncertainty_j REAL, reason TEXT, details TEXT
+  reads INTEGER, wraps INTEGER, flags TEXT, uncertainty_j REAL, reason TEXT, details TEXT,
+  in_total INTEGER NOT NULL DEFAULT 1
 );
 """
 
@@ -195,10 +196,11 @@ class Store:
                            (run_id, trial.index, trial.phase, trial.window_s, trial.samples,
                             json.dumps(list(trial.flags)), json.dumps(trial.telemetry)))
                 db.executemany(
-                    "INSERT INTO energy VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO energy VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(run_id, trial.index, r.channel, r.energy_j, r.window_s, r.method, r.api,
                       r.reads, r.wraps, json.dumps(list(r.flags)), r.uncertainty_j, r.reason,
-                      json.dumps(r.details, default=str)) for r in trial.readings])
+                      json.dumps(r.details, default=str), int(r.in_total))
+                     for r in trial.readings])
         return run_id
 
     def runs(self, status: str | None = None) -> list[StoredRun]:
@@ -220,7 +222,8 @@ class Store:
                 channel=r["channel"], energy_j=r["energy_j"], window_s=r["window_s"],
                 method=r["method"], api=r["api"], reads=r["reads"] or 0, wraps=r["wraps"] or 0,
                 flags=tuple(json.loads(r["flags"] or "[]")), uncertainty_j=r["uncertainty_j"],
-                reason=r["reason"], details=json.loads(r["details"] or "{}")))
+                reason=r["reason"], details=json.loads(r["details"] or "{}"),
+                in_total=bool(r["in_total"])))
         trials = [Trial(t["trial"], t["phase"], t["window_s"], t["samples"],
                         tuple(readings.get(t["trial"], [])), tuple(json.loads(t["flags"] or "[]")),
                         json.loads(t["telemetry"] or "{}"))

@@ -23,48 +23,68 @@ EXPORT_COLUMNS = (
 )
 
 
-def trial_total_j(trial: Trial) -> float | None:
-    values = [r.energy_j for r in trial.readings]
-    if not values or any(v is None for v in values):
-        return None
-    return float(sum(values))  # type: ignore[arg-type]
-
-
 def energy_summary(trials: list[Trial]) -> dict[str, Any]:
-    """Gross, idle and net energy per sample with provenance, from raw trials."""
-    loads = [t for t in trials if t.phase == "load" and t.samples > 0]
-    idles = [t for t in trials if t.phase == "idle"]
+    """Gross, idle and net energy per sample with provenance, from raw trials.
+
+    Totals follow the domain algebra (only `in_total` channels are summed); trials whose
+    flags make them unusable are kept in the store and left out here, and counted.
+    """
+    loads = [t for t in trials if t.phase == "load" and t.samples > 0 and not t.excluded]
+    idles = [t for t in trials if t.phase == "idle" and not t.excluded]
     readings = [r for t in loads for r in t.readings]
-    methods = {r.channel: r.method for r in readings}
+    methods = {r.channel: r.method for r in readings if r.in_total}
+    flags = {f for r in readings for f in r.flags} | {f for t in loads for f in t.flags}
     out: dict[str, Any] = {
-        "energy_method": weakest_method(list(methods.values())) if methods else "unavailable",
+        "energy_method": weakest_method(list(methods.values())),
         "energy_channels": "; ".join(f"{c}={m}" for c, m in sorted(methods.items())),
-        "energy_flags": ",".join(sorted({f for r in readings for f in r.flags}
-                                        | {f for t in loads for f in t.flags})),
         "energy_reason": "; ".join(sorted({r.reason for r in readings
                                            if r.method == "unavailable" and r.reason})),
         "energy_per_sample_j": None, "energy_per_sample_ci95_j": None,
         "energy_per_sample_cov": None, "energy_trials": 0, "idle_power_w": None,
-        "net_energy_per_sample_j": None,
+        "energy_trials_excluded": sum(1 for t in trials if t.phase == "load" and t.excluded),
+        "net_energy_per_sample_j": None, "energy_per_sample_by_channel_j": {},
     }
     if len(set(methods.values())) > 1:
         out["energy_method_total"] = "mixed"
-    per_sample = [(trial_total_j(t), t) for t in loads]
-    if loads and all(e is not None for e, _ in per_sample):
-        values = [e / t.samples for e, t in per_sample]  # type: ignore[operator]
+    totals = [t.total_energy_j() for t in loads]
+    if loads and all(e is not None for e in totals):
+        values = [e / t.samples for e, t in zip(totals, loads)]  # type: ignore[operator]
         s = summarize(values)
         out.update(energy_per_sample_j=s.median, energy_per_sample_ci95_j=s.ci95,
                    energy_per_sample_cov=s.cov, energy_trials=s.n,
                    energy_per_sample_mean_j=s.mean)
-        idle_totals = [(trial_total_j(t), t.window_s) for t in idles]
-        # An estimate models only this process's CPU time: its "idle power" is not a reading.
-        idle_measured = all(r.method.startswith("measured") for t in idles for r in t.readings)
-        if idle_totals and idle_measured and all(e is not None for e, _ in idle_totals):
-            idle_w = sum(e for e, _ in idle_totals) / sum(w for _, w in idle_totals)  # type: ignore[misc]
-            out["idle_power_w"] = idle_w
-            net = [(e - idle_w * t.window_s) / t.samples for e, t in per_sample]  # type: ignore[operator]
+        for channel in sorted({r.channel for r in readings}):
+            per = [r.energy_j / t.samples for t in loads for r in t.readings
+                   if r.channel == channel and r.energy_j is not None]
+            if per:
+                out["energy_per_sample_by_channel_j"][channel] = summarize(per).median
+        idle = idle_power(idles)
+        if idle is not None:
+            out["idle_power_w"] = idle
+            net = [(e - idle * t.window_s) / t.samples for e, t in zip(totals, loads)]  # type: ignore[operator]
             out["net_energy_per_sample_j"] = summarize(net).median
+            if out["net_energy_per_sample_j"] < 0:
+                flags.add("net_negative")
+            powers = [t.total_energy_j() / t.window_s for t in idles]  # type: ignore[operator]
+            if len(powers) > 1 and abs(powers[-1] - powers[0]) > 0.05 * powers[0]:
+                flags.add("idle_drift")
+    out["energy_flags"] = ",".join(sorted(flags))
     return out
+
+
+def idle_power(idles: list[Trial]) -> float | None:
+    """Mean idle power over the idle windows, from measured channels only.
+
+    An estimate models only this process's CPU time, so its "idle power" is not a reading.
+    """
+    if not idles:
+        return None
+    if not all(r.method.startswith("measured") for t in idles for r in t.readings if r.in_total):
+        return None
+    totals = [t.total_energy_j() for t in idles]
+    if any(e is None for e in totals):
+        return None
+    return sum(totals) / sum(t.window_s for t in idles)  # type: ignore[arg-type]
 
 
 def summarize_run(run: StoredRun) -> dict[str, Any]:
