@@ -24,6 +24,18 @@ console = Console(stderr=True)
 out_console = Console()
 DEFAULT_OUT = Path("reports")
 OutOption = typer.Option(DEFAULT_OUT, "--out", "-o", help="output directory (store + report)")
+RegionOption = typer.Option(None, "--region", help="grid region for CO2 (default: world)")
+IntensityOption = typer.Option(None, "--carbon-intensity", help="gCO2e/kWh, overrides --region")
+PueOption = typer.Option(None, "--pue", help="data-centre PUE for CO2 (default 1.0)")
+
+
+def _carbon(region: str | None, intensity: float | None, pue: float | None) -> Any:
+    from optbench.carbon import carbon_settings
+
+    try:
+        return carbon_settings(region, intensity, pue)
+    except OptbenchError as exc:
+        fail(exc)
 
 
 def fail(exc: OptbenchError) -> None:
@@ -63,10 +75,16 @@ def compare(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     cpu_tdp_w: Optional[float] = typer.Option(None, "--cpu-tdp-w",
                                               help="CPU TDP for the energy estimate"),
+    no_estimate: bool = typer.Option(False, "--no-estimate",
+                                     help="no CPU estimate: unmeasured energy stays empty"),
+    meters: str = typer.Option("auto", "--meters", help="auto, or e.g. nvml,rapl,estimate"),
     timeout_s: float = typer.Option(1800.0, "--timeout", help="seconds per configuration"),
     out: Path = OutOption,
     resume: bool = typer.Option(False, "--resume", help="skip configurations already ok"),
     print_recipe: bool = typer.Option(False, "--print-recipe", help="show the recipe, run nothing"),
+    region: Optional[str] = RegionOption,
+    carbon_intensity: Optional[float] = IntensityOption,
+    pue: Optional[float] = PueOption,
 ) -> None:
     """Compare backends (and precisions) on one model; writes the store and the report."""
     from optbench.recipe import parse_recipe
@@ -82,12 +100,14 @@ def compare(
         "backends": _split(backends),
         "variants": variants,
         "sweep": {"batch_sizes": _split(batch_sizes)},
-        "measure": {"preset": preset, "timeout_s": timeout_s,
+        "measure": {"preset": preset, "timeout_s": timeout_s, "meters": _split(meters),
+                    "estimate": not no_estimate,
                     **({"cpu_tdp_w": cpu_tdp_w} if cpu_tdp_w else {})},
         "workload": {k: v for k, v in (("dataset", dataset), ("eval_samples", eval_samples))
                      if v is not None},
     }
-    _execute(lambda: parse_recipe(data), out, resume, print_recipe)
+    carbon = _carbon(region, carbon_intensity, pue)
+    _execute(lambda: parse_recipe(data), out, resume, print_recipe, carbon)
 
 
 @app.command()
@@ -96,14 +116,19 @@ def run(
     out: Path = OutOption,
     resume: bool = typer.Option(False, "--resume", help="skip configurations already ok"),
     print_recipe: bool = typer.Option(False, "--print-recipe", help="show the recipe, run nothing"),
+    region: Optional[str] = RegionOption,
+    carbon_intensity: Optional[float] = IntensityOption,
+    pue: Optional[float] = PueOption,
 ) -> None:
     """Run a recipe file; writes the store and the report."""
     from optbench.recipe import load_recipe
 
-    _execute(lambda: load_recipe(recipe_file), out, resume, print_recipe)
+    carbon = _carbon(region, carbon_intensity, pue)
+    _execute(lambda: load_recipe(recipe_file), out, resume, print_recipe, carbon)
 
 
-def _execute(make_recipe: Any, out: Path, resume: bool, print_recipe: bool) -> None:
+def _execute(make_recipe: Any, out: Path, resume: bool, print_recipe: bool,
+             carbon: Any) -> None:
     """Validate first (nothing is written for a bad recipe), then print or run it."""
     try:
         recipe = make_recipe()
@@ -112,7 +137,7 @@ def _execute(make_recipe: Any, out: Path, resume: bool, print_recipe: bool) -> N
     if print_recipe:
         out_console.print(recipe.to_yaml(), end="", highlight=False)
         return
-    _run_and_report(recipe, out, resume)
+    _run_and_report(recipe, out, resume, carbon)
 
 
 class SweepProgress:
@@ -164,34 +189,40 @@ class SweepProgress:
                                f"{escape(str(result.reason))}", highlight=False, soft_wrap=True)
 
 
-def _run_and_report(recipe: Any, out: Path, resume: bool) -> None:
+def _run_and_report(recipe: Any, out: Path, resume: bool, carbon: Any) -> None:
     from optbench.runner import Runner
 
     try:
         with SweepProgress(console) as events:
             Runner(out, events).run(recipe, resume=resume)
-        _report(out)
+        _report(out, carbon)
     except OptbenchError as exc:
         fail(exc)
 
 
-def _report(out: Path) -> None:
+def _report(out: Path, carbon: Any) -> None:
     from optbench.report.render import render
     from optbench.results.store import Store
 
     store = Store.open(out, must_exist=True)
     try:
-        path = render(store, out)
+        path = render(store, out, carbon)
     finally:
         store.close()
     console.print(f"report: {path}")
 
 
 @app.command()
-def report(out: Path = OutOption) -> None:
+def report(
+    out: Path = OutOption,
+    region: Optional[str] = RegionOption,
+    carbon_intensity: Optional[float] = IntensityOption,
+    pue: Optional[float] = PueOption,
+) -> None:
     """Render the report (Markdown + PNG fronts) from the store in --out."""
+    carbon = _carbon(region, carbon_intensity, pue)
     try:
-        _report(out)
+        _report(out, carbon)
     except OptbenchError as exc:
         fail(exc)
 
@@ -200,12 +231,16 @@ def report(out: Path = OutOption) -> None:
 def export(
     format: str = typer.Option("csv", "--format", "-f", help="csv | json"),
     out: Path = OutOption,
+    region: Optional[str] = RegionOption,
+    carbon_intensity: Optional[float] = IntensityOption,
+    pue: Optional[float] = PueOption,
 ) -> None:
     """Print one row per run (latest per configuration) as CSV or JSON on stdout."""
     from optbench.results.export import export_rows
 
+    carbon = _carbon(region, carbon_intensity, pue)
     try:
-        text = export_rows(out, format)
+        text = export_rows(out, format, carbon)
     except OptbenchError as exc:
         fail(exc)
     sys.stdout.write(text)

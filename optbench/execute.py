@@ -13,9 +13,10 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from optbench.backends import BACKENDS
 from optbench.backends.base import LoadContext
@@ -27,7 +28,7 @@ from optbench.models import build_model, resolve_model
 from optbench.options import build_config
 from optbench.recipe import RunSpec
 from optbench.reference import reference_outputs
-from optbench.results.schema import Metric, RunResult
+from optbench.results.schema import Metric, RunResult, Trial
 from optbench.transforms import TRANSFORMS
 from optbench.transforms.base import TransformContext
 from optbench.workloads import WORKLOADS
@@ -35,7 +36,33 @@ from optbench.workloads import WORKLOADS
 log = logging.getLogger("optbench.execute")
 
 
-def execute(spec: RunSpec, cache: Path, on_phase: Callable[[str], None]) -> RunResult:
+class ServedTrials:
+    """Serve mode: energy trials on request from the parent ("trial" / "finish" on stdin)."""
+
+    def __init__(self, send: Callable[[dict[str, Any]], None], commands: Any = None) -> None:
+        self._send = send
+        self._commands = commands if commands is not None else sys.stdin
+
+    def ready(self) -> None:
+        self._send({"ready": True})
+
+    def requests(self) -> Iterator[int]:
+        index = 1
+        for line in self._commands:
+            command = line.strip()
+            if command == "finish":
+                return
+            if command != "trial":
+                raise ValueError(f"unknown command from the parent: {command!r}")
+            yield index
+            index += 1
+
+    def send(self, trial: Trial) -> None:
+        self._send({"trial": trial.to_dict()})
+
+
+def execute(spec: RunSpec, cache: Path, on_phase: Callable[[str], None],
+            served: ServedTrials | None = None) -> RunResult:
     """Measure one spec; unsupported combinations return a `skipped` result with the reason."""
     phases: dict[str, float] = {}
     backend_cls = BACKENDS.get(spec.backend.name)
@@ -97,8 +124,8 @@ def execute(spec: RunSpec, cache: Path, on_phase: Callable[[str], None]) -> RunR
     try:
         for meter in meters:
             meter.open()
-        out = MeasuredLoop(backend, spec.batch_size, meters, protocol, on_phase=on_phase).run(
-            inputs)
+        loop = MeasuredLoop(backend, spec.batch_size, meters, protocol, on_phase=on_phase)
+        out = loop.run(inputs, served)
         backend_info = backend.describe()
     finally:
         for meter in meters:
@@ -127,29 +154,33 @@ def execute(spec: RunSpec, cache: Path, on_phase: Callable[[str], None]) -> RunR
     )
 
 
-def _status_writer() -> Callable[[str], None]:
+def _status_sender() -> Callable[[dict[str, Any]], None]:
+    """Messages to the parent over the status pipe (logged only when run by hand)."""
     fd = os.environ.get("OPTBENCH_STATUS_FD")
-    if not fd:
-        return lambda phase: log.info("phase: %s", phase)
 
-    def write(phase: str) -> None:
-        log.info("phase: %s", phase)
-        try:
-            os.write(int(fd), (json.dumps({"phase": phase}) + "\n").encode())
-        except OSError:
-            pass
+    def send(message: dict[str, Any]) -> None:
+        if "phase" in message:
+            log.info("phase: %s", message["phase"])
+        if fd:
+            try:
+                os.write(int(fd), (json.dumps(message) + "\n").encode())
+            except OSError:
+                pass
 
-    return write
+    return send
 
 
 def main(argv: list[str]) -> int:
-    spec_path, result_path = Path(argv[0]), Path(argv[1])
+    serve = "--serve" in argv
+    spec_path, result_path = (Path(a) for a in argv if a != "--serve")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     spec = RunSpec.from_dict(json.loads(spec_path.read_text()))
     cache = Path(os.environ["OPTBENCH_CACHE_DIR"])
+    send = _status_sender()
+    served = ServedTrials(send) if serve else None
     try:
-        result = execute(spec, cache, _status_writer())
+        result = execute(spec, cache, lambda phase: send({"phase": phase}), served)
     except Unavailable as exc:
         result = RunResult("skipped", exc.reason)
     except OptbenchError as exc:

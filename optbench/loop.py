@@ -41,6 +41,8 @@ class Protocol:
     eval_cap: int | None
     window_periods: int = 10
     idle_after: bool = False
+    interleave: bool = False
+    rewarm_s: float = 2.0
     warmup_block_s: float = 0.25
     steady_tolerance: float = 0.02
     ci_target: float = 0.02
@@ -52,6 +54,11 @@ PRESETS: dict[str, Protocol] = {
     "smoke": Protocol("smoke", warmup_min_s=0.0, warmup_max_s=0.3, latency_min_iters=5,
                       latency_min_s=0.1, latency_max_s=1, window_min_s=0.3, trials_min=2,
                       trials_max=2, idle_s=0.1, eval_cap=64, window_periods=0),
+    "smoke-interleaved": Protocol("smoke-interleaved", warmup_min_s=0.0, warmup_max_s=0.3,
+                                  latency_min_iters=5, latency_min_s=0.1, latency_max_s=1,
+                                  window_min_s=0.3, trials_min=3, trials_max=3, idle_s=0.1,
+                                  eval_cap=64, window_periods=0, idle_after=True,
+                                  interleave=True, rewarm_s=0.1),
     # CI and demos: short windows, flagged when below a meter's resolution.
     "quick": Protocol("quick", warmup_min_s=0.5, warmup_max_s=5, latency_min_iters=20,
                       latency_min_s=1.0, latency_max_s=5, window_min_s=2.0, trials_min=3,
@@ -63,7 +70,7 @@ PRESETS: dict[str, Protocol] = {
     "rigorous": Protocol("rigorous", warmup_min_s=5, warmup_max_s=120, latency_min_iters=200,
                          latency_min_s=30, latency_max_s=60, window_min_s=60, trials_min=5,
                          trials_max=10, idle_s=10, eval_cap=None, window_periods=50,
-                         idle_after=True),
+                         idle_after=True, interleave=True),
 }
 
 
@@ -119,7 +126,8 @@ class MeasuredLoop:
         stretched = [self.protocol.window_periods * p for p in periods]
         return max([self.protocol.window_min_s, *stretched])
 
-    def run(self, eval_inputs: np.ndarray) -> LoopOutput:
+    def run(self, eval_inputs: np.ndarray, served: Any = None) -> LoopOutput:
+        """All phases; with `served` (serve mode) the parent schedules the energy trials."""
         phases: dict[str, float] = {}
         batches, n_eval = make_batches(eval_inputs, self.batch_size)
         prepared = [self.backend.prepare(b) for b in batches]
@@ -143,7 +151,10 @@ class MeasuredLoop:
         t = self.clock()
         self.on_phase("energy trials")
         window_s = self.window_s()
-        trials = self.energy_trials(prepared, window_s)
+        if served is None:
+            trials = self.energy_trials(prepared, window_s)
+        else:
+            trials = self.served_trials(prepared, window_s, served)
         phases["trials_s"] = (self.clock() - t) / 1e9
         return LoopOutput(outputs, latencies, trials, warmup, window_s, phases)
 
@@ -203,7 +214,10 @@ class MeasuredLoop:
     def _open_window(self) -> dict[str, Any]:
         """Device idle, telemetry recorded, contention and meters started: a window opens."""
         self.backend.synchronize()
-        telemetry = {m.name: {"start": m.telemetry()} for m in self.meters if m.telemetry()}
+        telemetry: dict[str, Any] = {
+            m.name: {"start": m.telemetry()} for m in self.meters if m.telemetry()}
+        # CLOCK_MONOTONIC is system-wide: windows of different runs can be ordered by it
+        telemetry["t_start_monotonic_ns"] = time.monotonic_ns()
         self.contention.start()
         for meter in self.meters:
             meter.start()
@@ -220,7 +234,7 @@ class MeasuredLoop:
                 telemetry.setdefault(meter.name, {})["end"] = end
         if foreign is not None:
             telemetry["foreign_cpu_cores"] = round(foreign, 4)
-        flags = ("contended",) if CpuContention.contended(foreign) else ()
+        flags = ("contended",) if self.contention.contended(foreign) else ()
         return Trial(index, phase, elapsed, samples, readings, flags, telemetry)
 
     def idle_baseline(self, index: int) -> Trial:
@@ -255,6 +269,30 @@ class MeasuredLoop:
         if p.idle_after:
             loads.append(self.idle_baseline(len(loads) + 1))
         return trials + loads
+
+
+    def served_trials(self, prepared: list[Any], window_s: float, served: Any) -> list[Trial]:
+        """Idle baseline, then one load trial per request from the parent (interleaving).
+
+        Each trial follows a short re-warm: while other configurations ran, this one sat
+        idle and its caches and clocks cooled down.
+        """
+        trials = [self.idle_baseline(0)]
+        served.ready()
+        for index in served.requests():
+            self.rewarm(prepared)
+            trial = self.load_trial(index, prepared, window_s)
+            served.send(trial)
+            trials.append(trial)
+        if self.protocol.idle_after:
+            trials.append(self.idle_baseline(len(trials)))
+        return trials
+
+    def rewarm(self, prepared: list[Any]) -> None:
+        deadline = self.clock() + int(self.protocol.rewarm_s * 1e9)
+        while self.clock() < deadline:
+            self.backend.infer(self._next(prepared))
+        self.backend.synchronize()
 
 
 def converged(loads: Sequence[Trial], target: float) -> bool:

@@ -3,18 +3,16 @@
 A crash, hang or out-of-memory kill in one backend becomes a `failed` record with the
 reason, and the sweep goes on. `resume` skips specs already `ok` under the same
 environment. Progress is reported through a RunnerEvents object (the CLI draws it).
+
+Presets that interleave (rigorous) keep a group of configurations loaded at once, each in
+its own child, and ask them for energy trials in turn (A B C A B C, random 0-1 s gaps),
+so thermal drift favours none; each stops when its own confidence interval is tight.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import signal
-import subprocess
-import sys
-import tempfile
-import threading
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +20,14 @@ from typing import Protocol
 
 from optbench.backends import BACKENDS
 from optbench.cache import cache_root
+from optbench.child import Child
 from optbench.env import env_id, fingerprint, git_state
+from optbench.loop import PRESETS, converged
 from optbench.recipe import Recipe, RunSpec
-from optbench.results.schema import RunResult
+from optbench.results.schema import RunResult, Trial
 from optbench.results.store import Store, utc_now
 
 log = logging.getLogger(__name__)
-KILL_GRACE_S = 5.0
 
 
 class RunnerEvents(Protocol):
@@ -63,18 +62,22 @@ def resolve_device(requested: str, backend: str, has_gpu: bool) -> str:
 
 
 @dataclass
-class ChildOutcome:
-    result: RunResult
-    wall_s: float
-    log_path: Path
+class Context:
+    store: Store
+    env_id: str
+    git_sha: str | None
+    git_dirty: bool | None
 
 
 class Runner:
     def __init__(self, out_dir: Path, events: RunnerEvents | None = None,
-                 cache: Path | None = None) -> None:
+                 cache: Path | None = None, rng: random.Random | None = None,
+                 interleave_group: int = 4) -> None:
         self.out_dir = out_dir
         self.events = events or SilentEvents()
         self.cache = cache or cache_root()
+        self.rng = rng or random.Random()
+        self.interleave_group = interleave_group
 
     def plan(self, recipe: Recipe) -> list[RunSpec]:
         has_gpu = recipe.device == "auto" and gpu_visible()
@@ -90,111 +93,71 @@ class Runner:
         store = Store.open(self.out_dir)
         try:
             env = fingerprint()
-            eid = env_id(env)
-            store.put_environment(eid, env)
-            sha, dirty = git_state()
-            written: list[int] = []
+            ctx = Context(store, env_id(env), *git_state())
+            store.put_environment(ctx.env_id, env)
+            todo = []
             for index, spec in enumerate(specs):
-                self.events.started(index, len(specs), spec)
-                if resume and store.has_ok(spec.key(), eid):
+                if resume and store.has_ok(spec.key(), ctx.env_id):
+                    self.events.started(index, len(specs), spec)
                     self.events.finished(spec, None, RunResult("skipped", "resume: already ok"))
-                    continue
-                started = utc_now()
-                outcome = self.run_one(spec)
-                run_id = store.add_run(
-                    spec.to_dict(), spec.key(), eid, outcome.result, git_sha=sha,
-                    git_dirty=dirty, started_at=started, finished_at=utc_now(),
-                    wall_s=outcome.wall_s, log_path=str(outcome.log_path))
-                written.append(run_id)
-                self.events.finished(spec, run_id, outcome.result)
+                else:
+                    todo.append((index, spec))
+            if PRESETS[recipe.measure.preset].interleave:
+                return self._interleaved(todo, len(specs), ctx)
+            written = []
+            for index, spec in todo:
+                self.events.started(index, len(specs), spec)
+                child = self._spawn(spec, serve=False)
+                written.append(self._record(ctx, child, child.wait()))
             return written
         finally:
             store.close()
 
-    def run_one(self, spec: RunSpec) -> ChildOutcome:
-        """Run one spec in a child process with the spec's timeout."""
+    def _spawn(self, spec: RunSpec, serve: bool) -> Child:
         logs = self.out_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         log_path = logs / f"{stamp}-{spec.key()}-{spec.backend.name}-{spec.variant.name}.log"
         self.cache.mkdir(parents=True, exist_ok=True)
-        started = time.monotonic()
-        with tempfile.TemporaryDirectory(prefix="optbench-") as tmp:
-            spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
-            spec_path.write_text(json.dumps(spec.to_dict()))
-            read_fd, write_fd = os.pipe()
-            # PCI_BUS_ID makes CUDA number GPUs as NVML does, so cuda:0 is the metered GPU
-            env = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", **os.environ,
-                   "OPTBENCH_STATUS_FD": str(write_fd),
-                   "OPTBENCH_CACHE_DIR": str(self.cache), "PYTHONUNBUFFERED": "1"}
-            with log_path.open("w") as log_file:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "optbench.execute", str(spec_path), str(result_path)],
-                    stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                    pass_fds=(write_fd,), env=env, start_new_session=True)
-            os.close(write_fd)
-            last_phase = ["starting"]
-            reader = threading.Thread(target=self._read_phases, args=(read_fd, spec, last_phase),
-                                      daemon=True)
-            reader.start()
-            timed_out = False
-            try:
-                proc.wait(timeout=spec.measure.timeout_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                _kill_group(proc)
-            reader.join(timeout=2)
-            wall_s = time.monotonic() - started
-            result = self._result(proc.returncode, result_path, log_path, timed_out,
-                                  spec.measure.timeout_s, last_phase[0])
-        return ChildOutcome(result, wall_s, log_path)
+        return Child(spec, log_path, self.cache, lambda p: self.events.phase(spec, p), serve)
 
-    def _read_phases(self, fd: int, spec: RunSpec, last: list[str]) -> None:
-        with os.fdopen(fd, "rb") as stream:
-            for line in stream:
-                try:
-                    phase = json.loads(line)["phase"]
-                except (ValueError, KeyError):
-                    continue
-                last[0] = phase
-                self.events.phase(spec, phase)
+    def _record(self, ctx: Context, child: Child, result: RunResult) -> int:
+        started = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - child.wall_s))
+        run_id = ctx.store.add_run(
+            child.spec.to_dict(), child.spec.key(), ctx.env_id, result, git_sha=ctx.git_sha,
+            git_dirty=ctx.git_dirty, started_at=started + "+00:00", finished_at=utc_now(),
+            wall_s=child.wall_s, log_path=str(child.log_path))
+        self.events.finished(child.spec, run_id, result)
+        return run_id
 
-    @staticmethod
-    def _result(returncode: int | None, result_path: Path, log_path: Path, timed_out: bool,
-                timeout_s: float, phase: str) -> RunResult:
-        if timed_out:
-            return RunResult("failed", f"timed out after {timeout_s:g} s during '{phase}' "
-                                       f"(raise measure.timeout_s; log: {log_path})")
-        if result_path.is_file():
-            return RunResult.from_dict(json.loads(result_path.read_text()))
-        if returncode is not None and returncode < 0:
-            name = signal.Signals(-returncode).name
-            hint = " - most likely the kernel's out-of-memory killer" if name == "SIGKILL" else ""
-            return RunResult("failed", f"child process killed by {name}{hint} during '{phase}' "
-                                       f"(log: {log_path})")
-        tail = _last_line(log_path)
-        return RunResult("failed", f"child process exited with code {returncode} during "
-                                   f"'{phase}': {tail} (log: {log_path})")
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    """SIGTERM the child's process group, then SIGKILL whatever is left after a grace period."""
-    for sig, wait in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, None)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-    proc.wait()
-
-
-def _last_line(path: Path) -> str:
-    try:
-        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return "no log"
-    return lines[-1][:300] if lines else "no output"
+    def _interleaved(self, todo: list[tuple[int, RunSpec]], total: int, ctx: Context) -> list[int]:
+        written: list[int] = []
+        for start in range(0, len(todo), self.interleave_group):
+            group = todo[start:start + self.interleave_group]
+            children = []
+            for index, spec in group:
+                self.events.started(index, total, spec)
+                children.append(self._spawn(spec, serve=True))
+            live = [c for c in children if c.expect("ready") is not None]
+            trials: dict[int, list[Trial]] = {id(c): [] for c in live}
+            protocol = PRESETS[group[0][1].measure.preset]
+            for _ in range(protocol.trials_max):
+                pending = [c for c in live if not (
+                    len(trials[id(c)]) >= protocol.trials_min
+                    and converged(trials[id(c)], protocol.ci_target))]
+                if not pending:
+                    break
+                for child in pending:
+                    time.sleep(self.rng.uniform(0.0, 1.0))
+                    child.send("trial")
+                    message = child.expect("trial")
+                    if message is None:
+                        live.remove(child)  # it failed or timed out: wait() explains
+                        continue
+                    trials[id(child)].append(Trial.from_dict(message["trial"]))
+            for child in live:
+                if child.proc.poll() is None:
+                    child.send("finish")
+            for child in children:
+                written.append(self._record(ctx, child, child.wait()))
+        return written

@@ -103,6 +103,43 @@ class Sine(PowerTrace):
         return anti(t1_s) - anti(t0_s)
 
 
+class Recorded(PowerTrace):
+    """Piecewise-linear replay of recorded (t_s, watts) samples; held flat outside them."""
+
+    def __init__(self, points: list[tuple[float, float]]) -> None:
+        import bisect
+        import itertools
+
+        self._bisect = bisect
+        self.t = [p[0] for p in points]
+        self.w = [p[1] for p in points]
+        segments = (
+            (t1 - t0) * (w0 + w1) / 2
+            for (t0, w0), (t1, w1) in zip(points, points[1:])
+        )
+        self._cumulative = [0.0, *itertools.accumulate(segments)]
+
+    def power_w(self, t_s: float) -> float:
+        if t_s <= self.t[0]:
+            return self.w[0]
+        if t_s >= self.t[-1]:
+            return self.w[-1]
+        i = self._bisect.bisect_right(self.t, t_s) - 1
+        frac = (t_s - self.t[i]) / (self.t[i + 1] - self.t[i])
+        return self.w[i] + (self.w[i + 1] - self.w[i]) * frac
+
+    def _integral(self, t_s: float) -> float:
+        if t_s <= self.t[0]:
+            return self.w[0] * (t_s - self.t[0])
+        if t_s >= self.t[-1]:
+            return self._cumulative[-1] + self.w[-1] * (t_s - self.t[-1])
+        i = self._bisect.bisect_right(self.t, t_s) - 1
+        return self._cumulative[i] + (t_s - self.t[i]) * (self.w[i] + self.power_w(t_s)) / 2
+
+    def energy_j(self, t0_s: float, t1_s: float) -> float:
+        return self._integral(t1_s) - self._integral(t0_s)
+
+
 class TraceMeter(Meter):
     """Reads a PowerTrace over the context clock: exact energy, labelled as its `method`."""
 

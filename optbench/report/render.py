@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from optbench.carbon import CarbonSettings, carbon_settings
 from optbench.report.pareto import pareto_front
 from optbench.results.store import Store, StoredRun
 from optbench.results.summary import summarize_run
@@ -69,69 +70,85 @@ def fmt(value: Any, scale: float = 1.0, digits: int = 3) -> str:
     return f"{value * scale:.{digits}g}"
 
 
-def render(store: Store, out_dir: Path) -> Path:
+def cell(value: Any) -> str:
+    """Text for a Markdown table cell: pipes and newlines cannot break the table."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def render(store: Store, out_dir: Path, carbon: CarbonSettings | None = None) -> Path:
     """Write report.md and figures/*.png under `out_dir`; returns the Markdown path."""
+    carbon = carbon or carbon_settings()
     runs = latest_runs(store.runs())
-    rows = [summarize_run(r) for r in runs]
+    rows = [summarize_run(r, carbon) for r in runs]
     figures = out_dir / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     lines = ["# optbench report", ""]
-    envs = {r.env_id for r in runs}
-    for eid in sorted(envs):
+    for eid in sorted({r.env_id for r in runs}):
         lines += environment_lines(store.environment(eid), eid)
-    lines += ["", f"> {BOUNDARY}", ""]
-
+    lines += [f"> {BOUNDARY}", "", f"CO2: {carbon.describe()}. Energy figures are never "
+              "scaled by PUE; CO2 is derived from them.", ""]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         if row["status"] == "ok":
             groups[(row["model"], row["quality_metric"])].append(row)
     for (model, metric), group in groups.items():
-        energy_front = fronts(group, "energy_per_sample_j")
-        latency_front = fronts(group, "latency_p99_s")
-        unit = group[0]["sample_unit"]
-        lines += [f"## {model}: {metric}", "",
-                  f"Quality: {QUALITY_NOTES.get(metric, metric)}.", ""]
-        untrained = {r["weights"] for r in group if r.get("weights_trained") is False}
-        for weights in sorted(untrained):
-            lines.append(f"Weights: {weights} - accuracy cannot be judged; fidelity is.")
-        lines += [
-            "",
-            f"| backend | variant | batch | device | {metric} | latency p50 ms | "
-            f"latency p99 ms | throughput {unit}/s | energy/{unit} mJ (95% CI) | method | "
-            "E-front | L-front |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for r in sorted(group, key=lambda r: (-(r["quality_value"] or 0), r["backend"])):
-            energy = fmt(r["energy_per_sample_j"], 1e3)
-            if r["energy_per_sample_ci95_j"] is not None:
-                energy += f" ± {fmt(r['energy_per_sample_ci95_j'], 1e3, 2)}"
-            lines.append(
-                f"| {r['backend']} | {r['variant']} | {r['batch_size']} | {r['device']} | "
-                f"{fmt(r['quality_value'], 1, 4)} | {fmt(r['latency_p50_s'], 1e3)} | "
-                f"{fmt(r['latency_p99_s'], 1e3)} | {fmt(r['throughput_per_s'])} | {energy} | "
-                f"{r['energy_method'] or '-'} | {'★' if r['run_id'] in energy_front else ''} | "
-                f"{'★' if r['run_id'] in latency_front else ''} |")
-        slug = f"{model}-{metric}".replace("/", "_").replace(" ", "_")
-        drawn = draw_fronts(group, energy_front, latency_front, figures, slug, metric, unit)
-        lines += [""] + [f"![{p.stem}](figures/{p.name})" for p in drawn] + [""]
-        if any(not measured(r) for r in group):
-            lines.append("Hollow markers: estimated energy (front computed separately).")
-            lines.append("")
-
+        lines += group_section(model, metric, group, figures)
     others = [r for r in rows if r["status"] != "ok"]
     if others:
         lines += ["## Skipped and failed", "", "| model | backend | variant | batch | status | "
                   "reason |", "|---|---|---|---|---|---|"]
-        for r in others:
-            reason = (r["reason"] or "").replace("|", "\\|").replace("\n", " ")
-            lines.append(f"| {r['model']} | {r['backend']} | {r['variant']} | "
-                         f"{r['batch_size']} | {r['status']} | {reason} |")
+        lines += [f"| {cell(r['model'])} | {cell(r['backend'])} | {cell(r['variant'])} | "
+                  f"{r['batch_size']} | {r['status']} | {cell(r['reason'] or '')} |"
+                  for r in others]
         lines.append("")
     if not rows:
         lines.append("The store holds no runs yet.")
     path = out_dir / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def group_section(model: str, metric: str, group: list[dict[str, Any]],
+                  figures: Path) -> list[str]:
+    """Table, fronts and provenance of one model judged by one quality metric."""
+    energy_front = fronts(group, "energy_per_sample_j")
+    latency_front = fronts(group, "latency_p99_s")
+    unit = group[0]["sample_unit"]
+    split = any(r["energy_gpu_per_sample_j"] is not None for r in group)
+    lines = [f"## {cell(model)}: {metric}", "", f"Quality: {QUALITY_NOTES.get(metric, metric)}.",
+             ""]
+    for weights in sorted({r["weights"] for r in group if r.get("weights_trained") is False}):
+        lines.append(f"Weights: {cell(weights)} - accuracy cannot be judged; fidelity is.")
+    head = (f"| backend | variant | batch | device | {metric} | latency p50 ms | latency p99 ms "
+            f"| throughput {unit}/s | energy/{unit} mJ (95% CI) |"
+            + (" GPU mJ | CPU mJ |" if split else "")
+            + f" method | flags | gCO2e/1k {unit}s | E-front | L-front |")
+    lines += ["", head, "|" + "---|" * (head.count("|") - 1)]
+    for r in sorted(group, key=lambda r: (-(r["quality_value"] or 0), r["backend"])):
+        energy = fmt(r["energy_per_sample_j"], 1e3)
+        if r["energy_per_sample_ci95_j"] is not None:
+            energy += f" ± {fmt(r['energy_per_sample_ci95_j'], 1e3, 2)}"
+        if r["energy_per_sample_j"] is None and r["energy_reason"]:
+            energy = f"- ({cell(r['energy_reason'])})"
+        parts = (f" {fmt(r['energy_gpu_per_sample_j'], 1e3)} | "
+                 f"{fmt(r['energy_cpu_per_sample_j'], 1e3)} |") if split else ""
+        lines.append(
+            f"| {cell(r['backend'])} | {cell(r['variant'])} | {r['batch_size']} | {r['device']} "
+            f"| {fmt(r['quality_value'], 1, 4)} | {fmt(r['latency_p50_s'], 1e3)} | "
+            f"{fmt(r['latency_p99_s'], 1e3)} | {fmt(r['throughput_per_s'])} | {energy} |{parts} "
+            f"{r['energy_method'] or '-'} | {cell(r['energy_flags'] or '')} | "
+            f"{fmt(r['co2_g_per_1000'])} | {'★' if r['run_id'] in energy_front else ''} | "
+            f"{'★' if r['run_id'] in latency_front else ''} |")
+    slug = f"{model}-{metric}".replace("/", "_").replace(" ", "_")
+    drawn = draw_fronts(group, energy_front, latency_front, figures, slug, metric, unit)
+    lines += [""] + [f"![{p.stem}](figures/{p.name})" for p in drawn] + [""]
+    if any(not measured(r) for r in group):
+        lines += ["Hollow markers: estimated energy (its front is computed separately; a "
+                  "point is as strong as its weakest channel).", ""]
+    lines += ["Energy channels per configuration:", ""]
+    lines += [f"- {cell(r['backend'])} {cell(r['variant'])} bs{r['batch_size']}: "
+              f"{cell(r['energy_channels'] or 'none')}" for r in group]
+    return [*lines, ""]
 
 
 def environment_lines(env: dict[str, Any], eid: str) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from optbench.carbon import CarbonSettings, carbon_settings
 from optbench.results.schema import METHODS, Trial, weakest_method
 from optbench.results.stats import percentile, summarize
 from optbench.results.store import StoredRun
@@ -18,9 +19,12 @@ EXPORT_COLUMNS = (
     "quality_metric", "quality_value", "latency_p50_s", "latency_p90_s", "latency_p99_s",
     "latency_mean_s", "throughput_per_s", "energy_per_sample_j", "energy_per_sample_ci95_j",
     "energy_per_sample_cov", "energy_trials", "energy_method", "energy_channels",
-    "idle_power_w", "net_energy_per_sample_j", "energy_flags", "sample_unit", "weights",
+    "energy_gpu_per_sample_j", "energy_cpu_per_sample_j", "idle_power_w",
+    "net_energy_per_sample_j", "energy_flags", "energy_reason", "energy_per_1000_wh",
+    "co2_g_per_1000", "carbon_intensity_g_per_kwh", "pue", "sample_unit", "weights",
     "precision_path", "env_id", "git_sha", "started_at",
 )
+GPU_PREFIX = "gpu:"
 
 
 def energy_summary(trials: list[Trial]) -> dict[str, Any]:
@@ -87,8 +91,8 @@ def idle_power(idles: list[Trial]) -> float | None:
     return sum(totals) / sum(t.window_s for t in idles)  # type: ignore[arg-type]
 
 
-def summarize_run(run: StoredRun) -> dict[str, Any]:
-    """The export/report row of one run."""
+def summarize_run(run: StoredRun, carbon: CarbonSettings | None = None) -> dict[str, Any]:
+    """The export/report row of one run; CO2 per `carbon` (default: world, PUE 1.0)."""
     result = run.result
     metrics = {m.name: m.value for m in result.metrics}
     row: dict[str, Any] = {
@@ -116,6 +120,17 @@ def summarize_run(run: StoredRun) -> dict[str, Any]:
         rates = summarize([t.samples / t.window_s for t in loads])
         row.update(throughput_per_s=rates.median, throughput_ci95_per_s=rates.ci95)
     row.update(energy_summary(result.trials))
+    by_channel = row["energy_per_sample_by_channel_j"]
+    gpu = [v for c, v in by_channel.items() if c.startswith(GPU_PREFIX)]
+    cpu = [v for c, v in by_channel.items() if not c.startswith(GPU_PREFIX) and c != "psys"]
+    row["energy_gpu_per_sample_j"] = sum(gpu) if gpu else None
+    row["energy_cpu_per_sample_j"] = sum(cpu) if cpu else None
+    carbon = carbon or carbon_settings()
+    per_1000 = None if row["energy_per_sample_j"] is None else row["energy_per_sample_j"] * 1000
+    row["energy_per_1000_wh"] = None if per_1000 is None else per_1000 / 3600
+    row["co2_g_per_1000"] = carbon.grams(per_1000)
+    row["carbon_intensity_g_per_kwh"] = carbon.intensity_g_per_kwh
+    row["pue"] = carbon.pue
     if result.status != "ok":
         row["energy_method"] = None
     return row

@@ -54,3 +54,26 @@ def test_compare_reports_counter_energy_within_half_a_percent(tmp_path, powercap
     assert row["idle_power_w"] == pytest.approx(PACKAGE_W + DRAM_W, rel=0.005)
     report = (out / "report.md").read_text()
     assert "Energy boundary" in report and "measured-counter" in report
+
+
+def test_without_counters_energy_is_estimated_or_empty_never_zero(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPTBENCH_POWERCAP_ROOT", str(tmp_path / "no-powercap"))
+    cli = CliRunner()
+    for flags, out in (([], tmp_path / "est"), (["--no-estimate"], tmp_path / "none")):
+        result = cli.invoke(app, ["compare", "--model", "fake-mlp", "--backends", "fake",
+                                  "--preset", "smoke", "--out", str(out), *flags])
+        assert result.exit_code == 0, result.output
+    (est,) = json.loads(cli.invoke(app, ["export", "-f", "json", "--out",
+                                         str(tmp_path / "est")]).stdout)
+    assert est["energy_method"] == "estimated" and est["energy_per_sample_j"] > 0
+    (run,) = Store.open(tmp_path / "est").runs()
+    reading = run.result.trials[1].readings[0]
+    assert reading.details["formula"] and reading.details["watts_per_thread"] > 0
+    assert any("vm-no-rapl" in why for why in run.result.details["meters"][0]["instead_of"])
+    (none,) = json.loads(cli.invoke(app, ["export", "-f", "json", "--out",
+                                          str(tmp_path / "none")]).stdout)
+    assert none["energy_per_sample_j"] is None and none["energy_method"] == "unavailable"
+    assert "vm-no-rapl" in none["energy_reason"] and "estimates disabled" in none["energy_reason"]
+    db = Store.open(tmp_path / "none").db
+    values = [r[0] for r in db.execute("SELECT energy_j FROM energy")]
+    assert values and all(v is None for v in values)

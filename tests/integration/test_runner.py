@@ -121,3 +121,25 @@ def test_device_auto_picks_cuda_only_for_backends_that_run_there():
     assert resolve_device("auto", "torch", has_gpu=True) == "cuda"
     assert resolve_device("auto", "openvino", has_gpu=True) == "cpu"
     assert resolve_device("cpu", "torch", has_gpu=True) == "cpu"
+
+
+def test_interleaved_preset_alternates_configurations(tmp_path):
+    r = parse_recipe({"name": "il", "model": "fake-mlp",
+                      "backends": ["fake", {"fake": {"latency_s": 0.0002}},
+                                   {"fake": {"fault": "raise"}},
+                                   {"fake": {"fault": "crash", "fault_at": "infer"}}],
+                      "measure": {"preset": "smoke-interleaved", "timeout_s": 60}})
+    Runner(tmp_path, interleave_group=4).run(r)
+    runs = {run.backend: run for run in Store.open(tmp_path).runs()}
+    assert runs["fake(fault=raise)"].result.status == "failed"
+    assert "SIGSEGV" in runs["fake(fault=crash,fault_at=infer)"].result.reason
+    ok = [runs["fake"], runs["fake(latency_s=0.0002)"]]
+    starts = []
+    for run in ok:
+        assert run.result.status == "ok"
+        phases = [t.phase for t in run.result.trials]
+        assert phases == ["idle", "load", "load", "load", "idle"]  # idle before and after
+        starts += [(t.telemetry["t_start_monotonic_ns"], run.backend)
+                   for t in run.result.trials if t.phase == "load"]
+    order = [backend for _, backend in sorted(starts)]
+    assert order == ["fake", "fake(latency_s=0.0002)"] * 3  # A B A B A B
