@@ -67,6 +67,8 @@ def execute(spec: RunSpec, cache: Path, on_phase: Callable[[str], None],
     phases: dict[str, float] = {}
     backend_cls = BACKENDS.get(spec.backend.name)
     available = backend_cls.availability()
+    if available:
+        available = backend_cls.device_support(spec.device)
     if not available:
         return RunResult("skipped", available.reason)
     config = build_config(backend_cls.Config, dict(spec.backend.options),
@@ -140,6 +142,7 @@ def execute(spec: RunSpec, cache: Path, on_phase: Callable[[str], None],
         quality_higher_is_better=quality.higher_is_better,
         metrics=[*quality.metrics, Metric("eval_samples", float(len(inputs)), "samples")],
         latencies_s=out.latencies_s,
+        device_latencies_s=out.device_latencies_s,
         trials=out.trials,
         artifact=artifact.describe(),
         backend=backend_info,

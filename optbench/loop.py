@@ -80,6 +80,7 @@ class LoopOutput:
 
     outputs: np.ndarray
     latencies_s: list[float]
+    device_latencies_s: list[float]
     trials: list[Trial]
     warmup: dict[str, Any]
     window_s: float
@@ -145,7 +146,7 @@ class MeasuredLoop:
 
         t = self.clock()
         self.on_phase("latency pass")
-        latencies = self.latency_pass(prepared)
+        latencies, device_latencies = self.latency_pass(prepared)
         phases["latency_s"] = (self.clock() - t) / 1e9
 
         t = self.clock()
@@ -156,7 +157,7 @@ class MeasuredLoop:
         else:
             trials = self.served_trials(prepared, window_s, served)
         phases["trials_s"] = (self.clock() - t) / 1e9
-        return LoopOutput(outputs, latencies, trials, warmup, window_s, phases)
+        return LoopOutput(outputs, latencies, device_latencies, trials, warmup, window_s, phases)
 
     def _next(self, prepared: list[Any]) -> Any:
         item = prepared[self._cursor % len(prepared)]
@@ -192,24 +193,31 @@ class MeasuredLoop:
         return {"iterations": iterations, "seconds": (self.clock() - start) / 1e9,
                 "steady": steady, "last_rates_per_s": rates[-3:]}
 
-    def latency_pass(self, prepared: list[Any]) -> list[float]:
-        """Per-iteration latency of one batch, the device synchronized inside each timing."""
+    def latency_pass(self, prepared: list[Any]) -> tuple[list[float], list[float]]:
+        """Per-iteration latency of one batch, the device synchronized inside each timing.
+
+        Returns host latencies (what a caller waits) and, where the runtime can time
+        itself on the device (CUDA events), device latencies; else an empty list.
+        """
         p = self.protocol
         latencies: list[float] = []
+        device: list[float] = []
         start = self.clock()
         while len(latencies) < p.latency_max_iters:
             item = self._next(prepared)
             t0 = self.clock()
-            self.backend.infer(item)
+            _, device_s = self.backend.infer_timed(item)
             self.backend.synchronize()
             t1 = self.clock()
             latencies.append((t1 - t0) / 1e9)
+            if device_s is not None:
+                device.append(device_s)
             elapsed = (t1 - start) / 1e9
             if len(latencies) >= p.latency_min_iters and elapsed >= p.latency_min_s:
                 break
             if elapsed >= p.latency_max_s and len(latencies) >= 3:
                 break
-        return latencies
+        return latencies, device
 
     def _open_window(self) -> dict[str, Any]:
         """Device idle, telemetry recorded, contention and meters started: a window opens."""

@@ -58,7 +58,9 @@ def resolve_device(requested: str, backend: str, has_gpu: bool) -> str:
     if requested != "auto":
         return requested
     cls = BACKENDS.get(backend)
-    return "cuda" if has_gpu and "cuda" in cls.precisions else "cpu"
+    if "cpu" not in cls.precisions:
+        return "cuda"  # a GPU-only backend: where there is none, it reports why
+    return "cuda" if has_gpu and cls.device_support("cuda") else "cpu"
 
 
 @dataclass

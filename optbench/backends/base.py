@@ -96,6 +96,13 @@ class Backend(ABC):
         """Whether the runtime is installed and usable here; cheap, imports nothing heavy."""
 
     @classmethod
+    def device_support(cls, device: str) -> Availability:
+        """Whether this backend's installed runtime can use `device` (cheap, no imports)."""
+        if device not in cls.precisions:
+            return Availability.no(f"{cls.name} does not run on {device}")
+        return Availability.yes()
+
+    @classmethod
     def supports(cls, artifact_format: str, precision: str, device: str) -> Availability:
         """Whether this backend can run an artifact of this format at this precision."""
         if device not in cls.precisions:
@@ -125,6 +132,11 @@ class Backend(ABC):
     @abstractmethod
     def infer(self, inputs: Any) -> Any:
         """Run one batch. Must not copy outputs back to the host unless the runtime must."""
+
+    def infer_timed(self, inputs: Any) -> tuple[Any, float | None]:
+        """`infer`, plus the device's own time for it in seconds where the runtime can tell
+        (CUDA events); None elsewhere. Used by the latency pass only."""
+        return self.infer(inputs), None
 
     def to_numpy(self, outputs: Any) -> np.ndarray:
         """Native output -> host array of shape (batch, num_outputs). Outside timed regions."""

@@ -26,6 +26,7 @@ from optbench.backends.base import (
     module_availability,
 )
 from optbench.backends.onnx_export import onnx_file
+from optbench.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +34,22 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class OrtConfig(BackendConfig):
     threads: int | None = None
+    provider: Literal["auto", "cpu", "cuda", "tensorrt"] = "auto"
     graph_optimization: Literal["all", "extended", "basic", "disabled"] = "all"
     per_channel: bool = True
     calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = "EXHAUSTIVE"
 
 
 def quantize_qdq_int8(
     src: Path, dst: Path, input_name: str, calibration: Sequence[np.ndarray],
-    per_channel: bool, method: str,
+    per_channel: bool, method: str, symmetric: bool = False,
 ) -> Path:
-    """Static int8 QDQ quantization of an ONNX file (the pure work of `--int8` for ort)."""
+    """Static int8 QDQ quantization of an ONNX file (the pure work of `--int8` for ort).
+
+    `symmetric` gives signed int8 activations with zero point 0, as TensorRT requires;
+    otherwise activations are uint8 (ORT's fast path on x86 CPUs).
+    """
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -68,40 +75,82 @@ def quantize_qdq_int8(
                "percentile": CalibrationMethod.Percentile}
     quantize_static(
         str(pre), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-        per_channel=per_channel, calibrate_method=methods[method],
+        activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+        weight_type=QuantType.QInt8, per_channel=per_channel,
+        calibrate_method=methods[method],
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True} if symmetric
+        else {},
     )
     pre.unlink(missing_ok=True)
     tmp.replace(dst)
     return dst
 
 
+def provider_list(provider: str, device_id: int, cache: Path, precision: str,
+                  cudnn_conv_algo_search: str) -> list[Any]:
+    """ONNX Runtime providers with their options, most preferred first (pure)."""
+    if provider == "cpu":
+        return ["CPUExecutionProvider"]
+    cuda = ("CUDAExecutionProvider", {"device_id": device_id,
+                                      "cudnn_conv_algo_search": cudnn_conv_algo_search})
+    if provider == "cuda":
+        return [cuda, "CPUExecutionProvider"]
+    trt_cache = str(cache / "ort-trt")
+    trt = ("TensorrtExecutionProvider", {
+        "device_id": device_id, "trt_fp16_enable": precision == "fp16",
+        "trt_int8_enable": precision == "int8", "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": trt_cache, "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": trt_cache})
+    return [trt, cuda, "CPUExecutionProvider"]
+
+
+def gpu_runtime_installed() -> bool:
+    """onnxruntime-gpu is a separate distribution; the CPU wheel has no CUDA provider."""
+    from importlib import metadata
+
+    try:
+        metadata.version("onnxruntime-gpu")
+        return True
+    except metadata.PackageNotFoundError:
+        return False
+
+
 class OrtBackend(Backend):
+    """ONNX Runtime on the CPU, CUDA or TensorRT execution provider.
+
+    On a GPU, inputs are copied to the device in `prepare` and bound with IOBinding, with
+    the output bound on the device too: timing covers the run, not host copies, as in a
+    deployment that keeps tensors on the GPU. fp16 runs a half-precision export; int8 on a
+    GPU needs the TensorRT provider (the CUDA provider has no int8 convolutions).
+    """
+
     name = "ort"
     Config = OrtConfig
     formats = ("torch", "onnx")
-    precisions = {"cpu": ("fp32", "int8")}
+    precisions = {"cpu": ("fp32", "int8"), "cuda": ("fp32", "fp16", "int8")}
 
     @classmethod
     def availability(cls) -> Availability:
         return module_availability("onnxruntime", "onnx", extra="ort")
 
+    @classmethod
+    def device_support(cls, device: str) -> Availability:
+        if device == "cuda" and not gpu_runtime_installed():
+            return Availability.no("onnxruntime-gpu is not installed (the onnxruntime wheel "
+                                   "has no CUDA or TensorRT provider)")
+        return super().device_support(device)
+
     def load(self, artifact: ModelArtifact, ctx: LoadContext) -> None:
         import onnxruntime as ort
 
-        path = onnx_file(artifact, ctx.cache_dir)
-        input_name = self._input_name(path)
-        if artifact.precision == "int8":
-            cfg = self.config
-            qpath = ctx.cache_dir / "onnx" / (
-                f"{artifact.digest}-int8-{cfg.calibration_method}"
-                f"-{'pc' if cfg.per_channel else 'pt'}-n{len(ctx.calibration)}.onnx"
-            )
-            if not qpath.is_file():
-                log.info("quantizing %s with ORT quantize_static (QDQ)", artifact.name)
-                quantize_qdq_int8(path, qpath, input_name, ctx.calibration,
-                                  cfg.per_channel, cfg.calibration_method)
-            path = qpath
+        provider = self.config.provider if self.config.provider != "auto" else (
+            "cuda" if ctx.device == "cuda" else "cpu")
+        if (provider == "cpu") != (ctx.device == "cpu"):
+            raise Unavailable(f"provider '{provider}' does not run on {ctx.device}")
+        if provider == "cuda" and artifact.precision == "int8":
+            raise Unavailable("the CUDA execution provider has no int8 convolutions; use "
+                              "provider: tensorrt for int8 on a GPU")
+        path = self._model_file(artifact, ctx)
         options = ort.SessionOptions()
         self.threads = self.config.threads or os.cpu_count() or 1
         options.intra_op_num_threads = self.threads
@@ -112,12 +161,41 @@ class OrtBackend(Backend):
                   "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
                   "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
         options.graph_optimization_level = levels[self.config.graph_optimization]
-        self.session = ort.InferenceSession(str(path), options,
-                                            providers=["CPUExecutionProvider"])
+        providers = provider_list(provider, 0, ctx.cache_dir, artifact.precision,
+                                  self.config.cudnn_conv_algo_search)
+        missing = {p if isinstance(p, str) else p[0] for p in providers} - set(
+            ort.get_available_providers())
+        if provider != "cpu" and missing - {"CPUExecutionProvider"}:
+            raise Unavailable(f"onnxruntime here lacks {', '.join(sorted(missing))} "
+                              f"(available: {', '.join(ort.get_available_providers())})")
+        self.session = ort.InferenceSession(str(path), options, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
-        self.model_path = path
-        self.precision = artifact.precision
+        self.output_name = self.session.get_outputs()[0].name
+        self.input_dtype = np.float16 if artifact.precision == "fp16" else np.float32
+        self.on_gpu = provider != "cpu"
+        self.model_path, self.precision, self.provider = path, artifact.precision, provider
         self.infer(self.prepare(np.zeros((ctx.batch_size, *artifact.input_shape), np.float32)))
+
+    def _model_file(self, artifact: ModelArtifact, ctx: LoadContext) -> Path:
+        if artifact.precision == "fp16":
+            if artifact.format != "torch":
+                raise Unavailable("fp16 on ONNX Runtime needs a torch model to export in fp16")
+            import copy
+
+            cast = copy.deepcopy(artifact.module).half()
+            return onnx_file(artifact.derive("onnx-fp16", module=cast), ctx.cache_dir, "fp16")
+        path = onnx_file(artifact, ctx.cache_dir)
+        if artifact.precision != "int8":
+            return path
+        cfg = self.config
+        qpath = ctx.cache_dir / "onnx" / (
+            f"{artifact.digest}-int8-{cfg.calibration_method}"
+            f"-{'pc' if cfg.per_channel else 'pt'}-n{len(ctx.calibration)}.onnx")
+        if not qpath.is_file():
+            log.info("quantizing %s with ORT quantize_static (QDQ)", artifact.name)
+            quantize_qdq_int8(path, qpath, self._input_name(path), ctx.calibration,
+                              cfg.per_channel, cfg.calibration_method)
+        return qpath
 
     @staticmethod
     def _input_name(path: Path) -> str:
@@ -128,15 +206,41 @@ class OrtBackend(Backend):
         return next(i.name for i in model.graph.input if i.name not in initializers)
 
     def prepare(self, batch: np.ndarray) -> Any:
-        return {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)}
+        x = np.ascontiguousarray(batch, dtype=self.input_dtype)
+        if not self.on_gpu:
+            return {self.input_name: x}
+        import onnxruntime as ort
+
+        binding = self.session.io_binding()
+        value = ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0)  # host -> device, untimed
+        binding.bind_ortvalue_input(self.input_name, value)
+        binding.bind_output(self.output_name, "cuda", 0)
+        return (binding, value)
 
     def infer(self, inputs: Any) -> Any:
-        return self.session.run(None, inputs)[0]
+        if not self.on_gpu:
+            return self.session.run(None, inputs)[0]
+        binding, _ = inputs
+        self.session.run_with_iobinding(binding)
+        return binding
+
+    def to_numpy(self, outputs: Any) -> np.ndarray:
+        if not self.on_gpu:
+            return np.asarray(outputs)
+        return np.asarray(outputs.copy_outputs_to_cpu()[0], dtype=np.float32)
+
+    def synchronize(self) -> None:
+        if getattr(self, "on_gpu", False):
+            # run_with_iobinding returns when the outputs are ready on ORT's stream
+            pass
 
     def describe(self) -> dict[str, Any]:
         import onnxruntime as ort
 
+        path = {"int8": "quantize_static QDQ u8/s8", "fp16": "fp16 export"}.get(
+            self.precision, "fp32")
         return {"name": self.name, "runtime": f"onnxruntime {ort.__version__}",
                 "providers": self.session.get_providers(), "threads": self.threads,
                 "precision": self.precision, "model_file": self.model_path.name,
-                "path": "quantize_static QDQ u8/s8" if self.precision == "int8" else "fp32"}
+                "io_binding": self.on_gpu,
+                "timing_excludes_host_copies": self.on_gpu, "path": f"{path} ({self.provider})"}

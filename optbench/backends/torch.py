@@ -84,6 +84,18 @@ class TorchBackend(Backend):
     def availability(cls) -> Availability:
         return module_availability("torch", extra="torch")
 
+    @classmethod
+    def device_support(cls, device: str) -> Availability:
+        from importlib import metadata
+
+        if device == "cuda":
+            try:
+                if metadata.version("torch").endswith("+cpu"):
+                    return Availability.no("the installed torch is a CPU-only build")
+            except metadata.PackageNotFoundError:
+                return Availability.no("torch is not installed")
+        return super().device_support(device)
+
     def load(self, artifact: ModelArtifact, ctx: LoadContext) -> None:
         import torch
 
@@ -130,6 +142,19 @@ class TorchBackend(Backend):
 
     def infer(self, inputs: Any) -> Any:
         return self.model(inputs)
+
+    def infer_timed(self, inputs: Any) -> tuple[Any, float | None]:
+        if self.device != "cuda":
+            return self.model(inputs), None
+        import torch
+
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record()
+        out = self.model(inputs)
+        end.record()
+        end.synchronize()
+        return out, start.elapsed_time(end) / 1e3
 
     def to_numpy(self, outputs: Any) -> np.ndarray:
         return outputs.float().cpu().numpy()

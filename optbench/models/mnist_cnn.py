@@ -19,7 +19,7 @@ from optbench.models.torchnet import save_state, torch_artifact
 log = logging.getLogger(__name__)
 
 WIDTH = 32
-TRAIN_RECIPE = {"arch": f"mnist-cnn-w{WIDTH}", "epochs": 3, "batch_size": 64, "lr": 2e-3,
+TRAIN_RECIPE = {"arch": f"mnist-cnn-w{WIDTH}-v2", "epochs": 3, "batch_size": 64, "lr": 2e-3,
                 "seed": 0}
 
 
@@ -77,6 +77,7 @@ def build(card: ModelCard, weights: str | None, cache: Path) -> ModelArtifact:
 
     from optbench.workloads.datasets import load_mnist
 
+    torch.manual_seed(TRAIN_RECIPE["seed"])  # the initial weights too: training is reproducible
     module = make_module()
     if weights:
         module.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))

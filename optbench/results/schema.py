@@ -151,6 +151,7 @@ class RunResult:
     quality_higher_is_better: bool = True
     metrics: list[Metric] = field(default_factory=list)
     latencies_s: list[float] = field(default_factory=list)
+    device_latencies_s: list[float] = field(default_factory=list)
     trials: list[Trial] = field(default_factory=list)
     artifact: dict[str, Any] = field(default_factory=dict)
     backend: dict[str, Any] = field(default_factory=dict)
@@ -165,6 +166,7 @@ class RunResult:
             "quality_higher_is_better": self.quality_higher_is_better,
             "metrics": [asdict(m) for m in self.metrics],
             "latencies_s": list(self.latencies_s),
+            "device_latencies_s": list(self.device_latencies_s),
             "trials": [t.to_dict() for t in self.trials],
             "artifact": self.artifact,
             "backend": self.backend,
@@ -181,6 +183,7 @@ class RunResult:
             quality_higher_is_better=data.get("quality_higher_is_better", True),
             metrics=[Metric(**m) for m in data.get("metrics", [])],
             latencies_s=list(data.get("latencies_s", [])),
+            device_latencies_s=list(data.get("device_latencies_s", [])),
             trials=[Trial.from_dict(t) for t in data.get("trials", [])],
             artifact=data.get("artifact", {}),
             backend=data.get("backend", {}),

@@ -187,10 +187,11 @@ class Store:
             run_id = int(cur.lastrowid)
             db.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?)",
                            [(run_id, m.name, m.value, m.unit) for m in result.metrics])
-            if result.latencies_s:
-                blob = array("d", result.latencies_s).tobytes()
-                db.execute("INSERT INTO latency VALUES (?, 'batch', ?, ?)",
-                           (run_id, len(result.latencies_s), blob))
+            for kind, values in (("batch", result.latencies_s),
+                                 ("device", result.device_latencies_s)):
+                if values:
+                    db.execute("INSERT INTO latency VALUES (?, ?, ?, ?)",
+                               (run_id, kind, len(values), array("d", values).tobytes()))
             for trial in result.trials:
                 db.execute("INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?)",
                            (run_id, trial.index, trial.phase, trial.window_s, trial.samples,
@@ -213,9 +214,8 @@ class Store:
         run_id = row["id"]
         metrics = [Metric(r["name"], r["value"], r["unit"]) for r in self.db.execute(
             "SELECT name, value, unit FROM metrics WHERE run_id=?", (run_id,))]
-        lat = self.db.execute("SELECT values_s FROM latency WHERE run_id=? AND kind='batch'",
-                              (run_id,)).fetchone()
-        latencies = array("d", lat["values_s"]).tolist() if lat else []
+        latencies = {r["kind"]: array("d", r["values_s"]).tolist() for r in self.db.execute(
+            "SELECT kind, values_s FROM latency WHERE run_id=?", (run_id,))}
         readings: dict[int, list[EnergyReading]] = {}
         for r in self.db.execute("SELECT * FROM energy WHERE run_id=? ORDER BY rowid", (run_id,)):
             readings.setdefault(r["trial"], []).append(EnergyReading(
@@ -232,7 +232,9 @@ class Store:
         result = RunResult(
             status=row["status"], reason=row["reason"], quality_metric=row["quality_metric"],
             quality_higher_is_better=bool(row["quality_higher_is_better"]), metrics=metrics,
-            latencies_s=latencies, trials=trials, artifact=json.loads(row["artifact"] or "{}"),
+            latencies_s=latencies.get("batch", []),
+            device_latencies_s=latencies.get("device", []), trials=trials,
+            artifact=json.loads(row["artifact"] or "{}"),
             backend=json.loads(row["backend_info"] or "{}"),
             details=json.loads(row["details"] or "{}"), phases_s=json.loads(row["phases"] or "{}"))
         return StoredRun(

@@ -17,7 +17,8 @@ from optbench.results.store import StoredRun
 EXPORT_COLUMNS = (
     "run_id", "model", "backend", "variant", "batch_size", "device", "status", "reason",
     "quality_metric", "quality_value", "latency_p50_s", "latency_p90_s", "latency_p99_s",
-    "latency_mean_s", "throughput_per_s", "energy_per_sample_j", "energy_per_sample_ci95_j",
+    "latency_mean_s", "latency_device_p50_s", "throughput_per_s", "energy_per_sample_j",
+    "energy_per_sample_ci95_j",
     "energy_per_sample_cov", "energy_trials", "energy_method", "energy_channels",
     "energy_gpu_per_sample_j", "energy_cpu_per_sample_j", "idle_power_w",
     "net_energy_per_sample_j", "energy_flags", "energy_reason", "energy_per_1000_wh",
@@ -115,6 +116,9 @@ def summarize_run(run: StoredRun, carbon: CarbonSettings | None = None) -> dict[
         row.update(latency_p50_s=percentile(lat, 50), latency_p90_s=percentile(lat, 90),
                    latency_p99_s=percentile(lat, 99), latency_mean_s=sum(lat) / len(lat),
                    latency_n=len(lat))
+    if result.device_latencies_s:
+        row["latency_device_p50_s"] = percentile(result.device_latencies_s, 50)
+        row["latency_device_p99_s"] = percentile(result.device_latencies_s, 99)
     loads = [t for t in result.trials if t.phase == "load" and t.window_s > 0]
     if loads:
         rates = summarize([t.samples / t.window_s for t in loads])

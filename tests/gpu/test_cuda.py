@@ -93,8 +93,13 @@ def test_compare_on_the_gpu_meters_gpu_and_cpu(tmp_path):
     rows = json.loads(cli.invoke(app, ["export", "--format", "json", "--out",
                                        str(tmp_path)]).stdout)
     assert {r["variant"] for r in rows} == {"fp32", "fp16", "bf16"}
+    fp32 = next(r for r in rows if r["variant"] == "fp32")
+    # fp32 means fp32: with TF32 off the GPU agrees with the CPU fp32 reference
+    assert fp32["quality_value"] >= 0.99, fp32["quality_value"]
     for row in rows:
         assert row["status"] == "ok" and row["device"] == "cuda", row["reason"]
+        # CUDA events time the device alone: never more than the host-side latency
+        assert 0 < row["latency_device_p50_s"] <= row["latency_p50_s"] * 1.05
         channels = row["energy_channels"]
         assert "gpu:GPU-" in channels and "=measured-counter" in channels
         assert row["energy_per_sample_j"] > 0

@@ -115,11 +115,16 @@ def test_cli_compare_writes_store_report_and_export(tmp_path):
 
 
 def test_device_auto_picks_cuda_only_for_backends_that_run_there():
+    from optbench.backends import BACKENDS
     from optbench.runner import resolve_device
 
     assert resolve_device("auto", "torch", has_gpu=False) == "cpu"
-    assert resolve_device("auto", "torch", has_gpu=True) == "cuda"
+    torch_cuda = bool(BACKENDS.get("torch").device_support("cuda"))
+    assert resolve_device("auto", "torch", has_gpu=True) == ("cuda" if torch_cuda else "cpu")
+    ort_cuda = bool(BACKENDS.get("ort").device_support("cuda"))
+    assert resolve_device("auto", "ort", has_gpu=True) == ("cuda" if ort_cuda else "cpu")
     assert resolve_device("auto", "openvino", has_gpu=True) == "cpu"
+    assert resolve_device("auto", "trt", has_gpu=False) == "cuda"  # GPU-only: skipped with why
     assert resolve_device("cpu", "torch", has_gpu=True) == "cpu"
 
 

@@ -34,6 +34,8 @@ class ClockedBackend:
         self.clock.now += self.latency_ns
         return x.reshape(len(x), -1)[:, :3]
 
+    def infer_timed(self, x):
+        return self.infer(x), self.latency_ns / 1e9 / 2  # "device" time: half of the host
     def to_numpy(self, out):
         return np.asarray(out)
 
@@ -76,6 +78,8 @@ def test_latency_pass_times_each_iteration_exactly():
     out = loop.run(np.zeros((8, 3), np.float32))
     assert len(out.latencies_s) >= PROTOCOL.latency_min_iters
     assert all(v == pytest.approx(0.01) for v in out.latencies_s)
+    assert len(out.device_latencies_s) == len(out.latencies_s)
+    assert all(v == pytest.approx(0.005) for v in out.device_latencies_s)
 
 
 def test_energy_per_sample_is_exact_with_a_constant_trace():

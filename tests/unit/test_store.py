@@ -18,6 +18,7 @@ def result(status="ok"):
                 EnergyReading("gpu:x", None, 1.0, "unavailable", "none", reason="no-device"))
     return RunResult(status=status, quality_metric="top1",
                      metrics=[Metric("top1", 0.9, "fraction")], latencies_s=[0.1, 0.2, 0.3],
+                     device_latencies_s=[0.05, 0.06],
                      trials=[Trial(0, "idle", 1.0, 0, readings),
                              Trial(1, "load", 1.0, 10, readings)],
                      artifact={"weights": "w"}, backend={"path": "p"}, details={"k": 1},
@@ -36,6 +37,7 @@ def test_roundtrip_keeps_raw_data_and_provenance(tmp_path):
     (run,) = store.runs()
     assert run.id == run_id and run.spec_key == SPEC.key() and run.git_sha == "abc"
     assert run.result.latencies_s == [0.1, 0.2, 0.3]
+    assert run.result.device_latencies_s == [0.05, 0.06]
     assert run.result.trials[1].readings == result().trials[1].readings
     assert run.result.metrics == [Metric("top1", 0.9, "fraction")]
     assert run.result.phases_s == {"load_s": 1.5}
