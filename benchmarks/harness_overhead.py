@@ -33,7 +33,7 @@ from optbench.loop import MeasuredLoop, Protocol
 from optbench.models import build_model
 
 PROTOCOL = Protocol("bench", warmup_min_s=1, warmup_max_s=5, latency_min_iters=20,
-                    latency_min_s=1, latency_max_s=3, window_min_s=1, trials_min=1,
+                    latency_min_s=0.5, latency_max_s=3, window_min_s=0.5, trials_min=1,
                     trials_max=1, idle_s=0, eval_cap=None, window_periods=0)
 
 
@@ -45,6 +45,9 @@ class NullBackend:
     def infer(self, inputs):
         return inputs
 
+    def infer_timed(self, inputs):
+        return inputs, None
+
     def synchronize(self):
         pass
 
@@ -53,7 +56,7 @@ def harness_cost_ns() -> tuple[float, float]:
     """(latency-pass, load-trial) harness cost per iteration in ns, on a null backend."""
     loop = MeasuredLoop(NullBackend(), 1, [], PROTOCOL)
     items = [object()] * 8
-    lat = statistics.median(loop.latency_pass(items))
+    lat = statistics.median(loop.latency_pass(items)[0])
     trial = loop.load_trial(0, items, 1.0)
     return lat * 1e9, trial.window_s / trial.samples * 1e9
 
@@ -114,7 +117,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="mnist-cnn,resnet50")
     parser.add_argument("--backends", default="ort,openvino")
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=1)
     args = parser.parse_args()
     cache = cache_root()
@@ -136,11 +139,11 @@ def main() -> None:
                 # alternate which goes first, so neither always follows the other
                 for first in ((0, 1) if r % 2 == 0 else (1, 0)):
                     if first == 0:
-                        opt_lat.append(statistics.median(loop.latency_pass(prepared)))
+                        opt_lat.append(statistics.median(loop.latency_pass(prepared)[0]))
                         trial = loop.load_trial(0, prepared, PROTOCOL.window_min_s)
                         opt_thr.append(trial.samples / trial.window_s)
                     else:
-                        bare_lat.append(statistics.median(bare_latency(call, prepared, 1)))
+                        bare_lat.append(statistics.median(bare_latency(call, prepared, 0.5)))
                         bare_thr.append(bare_throughput(call, prepared, PROTOCOL.window_min_s,
                                                         args.batch_size))
             tool_ms = None
@@ -148,21 +151,25 @@ def main() -> None:
                 tool_ms = benchmark_app_median_ms(backend.model_path, args.batch_size,
                                                   artifact.input_shape, backend.threads)
             backend.close()
-            lat_ratio = statistics.median(o / b for o, b in zip(opt_lat, bare_lat))
-            thr_ratio = statistics.median(o / b for o, b in zip(opt_thr, bare_thr))
+            lat_ratios = sorted(o / b for o, b in zip(opt_lat, bare_lat))
+            thr_ratios = sorted(o / b for o, b in zip(opt_thr, bare_thr))
+            lat_ratio, thr_ratio = statistics.median(lat_ratios), statistics.median(thr_ratios)
+            spread = (thr_ratios[len(thr_ratios) // 4], thr_ratios[3 * len(thr_ratios) // 4])
             rows.append((model, name, statistics.median(opt_lat) * 1e3,
                          statistics.median(bare_lat) * 1e3, lat_ratio - 1,
                          statistics.median(opt_thr), statistics.median(bare_thr),
-                         1 - thr_ratio, tool_ms))
+                         1 - thr_ratio, spread, tool_ms))
     lat_ns, trial_ns = harness_cost_ns()
     print(f"harness cost per iteration on a null backend: latency pass {lat_ns:.0f} ns, "
           f"load trial {trial_ns:.0f} ns\n")
     print("| model | backend | p50 optbench ms | p50 bare ms | latency overhead | "
-          "throughput optbench /s | throughput bare /s | throughput loss | benchmark_app p50 ms |")
+          "throughput optbench /s | throughput bare /s | throughput loss (IQR of rounds) | "
+          "benchmark_app p50 ms |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for m, b, lo, lb, lov, to, tb, tl, tool in rows:
+    for m, b, lo, lb, lov, to, tb, tl, (q1, q3), tool in rows:
         print(f"| {m} | {b} | {lo:.4g} | {lb:.4g} | {lov:+.2%} | {to:.4g} | {tb:.4g} | "
-              f"{tl:+.2%} | {'-' if tool is None else f'{tool:.4g}'} |")
+              f"{tl:+.2%} ({1 - q3:+.1%} .. {1 - q1:+.1%}) | "
+              f"{'-' if tool is None else f'{tool:.4g}'} |")
 
 
 if __name__ == "__main__":

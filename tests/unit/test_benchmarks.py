@@ -1,0 +1,16 @@
+"""The benchmark scripts stay in step with the loop's API (they are not run in CI)."""
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_harness_overhead_null_backend_cost_is_small():
+    spec = importlib.util.spec_from_file_location("harness", ROOT / "benchmarks" /
+                                                  "harness_overhead.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    latency_ns, trial_ns = module.harness_cost_ns()
+    # the loop's own cost per iteration: far below a microsecond-scale inference
+    assert 0 < latency_ns < 20_000 and 0 < trial_ns < 20_000
