@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= reports
 
-.PHONY: install demo test test-slow test-gpu bench clean
+.PHONY: install browser demo test test-slow test-gpu bench clean
 
 $(BIN)/optbench: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,13 @@ install: $(BIN)/optbench
 demo: install
 	$(BIN)/optbench run recipes/quickstart.yaml --out $(OUT)
 
-test: install
+# The HTML report's browser test needs Debian's chromium; installed when we can (root + apt).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; } \
+	  || echo "chromium not installed: the browser test will be skipped"
+
+test: install browser
 	$(BIN)/python -m pytest
 
 test-slow: install

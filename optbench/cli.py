@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -15,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from optbench import __version__
-from optbench.errors import OptbenchError
+from optbench.errors import OptbenchError, UsageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Measure which runtime and optimization to ship: energy, latency and "
@@ -27,6 +28,16 @@ OutOption = typer.Option(DEFAULT_OUT, "--out", "-o", help="output directory (sto
 RegionOption = typer.Option(None, "--region", help="grid region for CO2 (default: world)")
 IntensityOption = typer.Option(None, "--carbon-intensity", help="gCO2e/kWh, overrides --region")
 PueOption = typer.Option(None, "--pue", help="data-centre PUE for CO2 (default 1.0)")
+PriceOption = typer.Option(None, "--price-per-kwh", help="electricity price, for cost columns")
+ObjectiveOption = typer.Option("energy", "--objective",
+                               help="energy | latency | throughput | co2")
+QualityDropOption = typer.Option(None, "--max-quality-drop",
+                                 help="allowed quality drop below the fp32 baseline, as a "
+                                      "fraction (0.01 = one point of top-1)")
+LatencyOption = typer.Option(None, "--max-latency-p99-ms", help="latency p99 ceiling in ms")
+MlflowOption = typer.Option(False, "--mlflow", help="log runs and the report to MLflow "
+                                                    "(local store OUT/mlruns)")
+MlflowUriOption = typer.Option(None, "--mlflow-uri", help="MLflow tracking URI (implies --mlflow)")
 
 
 def _carbon(region: str | None, intensity: float | None, pue: float | None) -> Any:
@@ -85,6 +96,9 @@ def compare(
     region: Optional[str] = RegionOption,
     carbon_intensity: Optional[float] = IntensityOption,
     pue: Optional[float] = PueOption,
+    price_per_kwh: Optional[float] = PriceOption,
+    mlflow: bool = MlflowOption,
+    mlflow_uri: Optional[str] = MlflowUriOption,
 ) -> None:
     """Compare backends (and precisions) on one model; writes the store and the report."""
     from optbench.recipe import parse_recipe
@@ -106,8 +120,9 @@ def compare(
         "workload": {k: v for k, v in (("dataset", dataset), ("eval_samples", eval_samples))
                      if v is not None},
     }
-    carbon = _carbon(region, carbon_intensity, pue)
-    _execute(lambda: parse_recipe(data), out, resume, print_recipe, carbon)
+    options = _report_options(region, carbon_intensity, pue, price_per_kwh,
+                              mlflow_uri=_mlflow(mlflow, mlflow_uri))
+    _execute(lambda: parse_recipe(data), out, resume, print_recipe, options)
 
 
 @app.command()
@@ -119,16 +134,20 @@ def run(
     region: Optional[str] = RegionOption,
     carbon_intensity: Optional[float] = IntensityOption,
     pue: Optional[float] = PueOption,
+    price_per_kwh: Optional[float] = PriceOption,
+    mlflow: bool = MlflowOption,
+    mlflow_uri: Optional[str] = MlflowUriOption,
 ) -> None:
     """Run a recipe file; writes the store and the report."""
     from optbench.recipe import load_recipe
 
-    carbon = _carbon(region, carbon_intensity, pue)
-    _execute(lambda: load_recipe(recipe_file), out, resume, print_recipe, carbon)
+    options = _report_options(region, carbon_intensity, pue, price_per_kwh,
+                              mlflow_uri=_mlflow(mlflow, mlflow_uri))
+    _execute(lambda: load_recipe(recipe_file), out, resume, print_recipe, options)
 
 
 def _execute(make_recipe: Any, out: Path, resume: bool, print_recipe: bool,
-             carbon: Any) -> None:
+             options: Any) -> None:
     """Validate first (nothing is written for a bad recipe), then print or run it."""
     try:
         recipe = make_recipe()
@@ -137,7 +156,7 @@ def _execute(make_recipe: Any, out: Path, resume: bool, print_recipe: bool,
     if print_recipe:
         out_console.print(recipe.to_yaml(), end="", highlight=False)
         return
-    _run_and_report(recipe, out, resume, carbon)
+    _run_and_report(recipe, out, resume, options)
 
 
 class SweepProgress:
@@ -189,42 +208,157 @@ class SweepProgress:
                                f"{escape(str(result.reason))}", highlight=False, soft_wrap=True)
 
 
-def _run_and_report(recipe: Any, out: Path, resume: bool, carbon: Any) -> None:
+def _run_and_report(recipe: Any, out: Path, resume: bool, options: ReportOptions) -> None:
     from optbench.runner import Runner
 
     try:
         with SweepProgress(console) as events:
             Runner(out, events).run(recipe, resume=resume)
-        _report(out, carbon)
+        _report([out], options)
     except OptbenchError as exc:
         fail(exc)
 
 
-def _report(out: Path, carbon: Any) -> None:
-    from optbench.report.render import render
-    from optbench.results.store import Store
+@dataclass
+class ReportOptions:
+    carbon: Any
+    price_per_kwh: float | None = None
+    constraints: Any = None
+    name: str | None = None
+    html: bool = True
+    screenshot: bool = False
+    mlflow_uri: str | None = None
 
-    store = Store.open(out, must_exist=True)
+
+def _report_options(region: str | None, intensity: float | None, pue: float | None,
+                    price: float | None = None, objective: str = "energy",
+                    max_quality_drop: float | None = None,
+                    max_latency_p99_ms: float | None = None, **rest: Any) -> ReportOptions:
+    from optbench.report.recommend import Constraints
+
     try:
-        path = render(store, out, carbon)
-    finally:
-        store.close()
-    console.print(f"report: {path}")
+        constraints = Constraints(max_quality_drop, None if max_latency_p99_ms is None
+                                  else max_latency_p99_ms / 1e3, objective)
+    except ValueError as exc:
+        fail(UsageError(str(exc)))
+    if price is not None and price < 0:
+        fail(UsageError(f"--price-per-kwh must be non-negative, got {price:g}"))
+    return ReportOptions(_carbon(region, intensity, pue), price, constraints, **rest)
+
+
+def _report(outs: list[Path], options: ReportOptions, dest: Path | None = None) -> None:
+    from optbench.report.render import render
+
+    rendered = render(outs, dest, options.carbon, options.price_per_kwh, options.constraints,
+                      options.name, options.html)
+    console.print(f"report: {rendered.markdown}")
+    if rendered.html is not None:
+        console.print(f"html:   {rendered.html}")
+    if options.screenshot and rendered.html is not None:
+        from optbench.report.screenshot import check_page
+
+        png = rendered.directory / "screenshot.png"
+        check = check_page(rendered.html, png)
+        problems = check.errors + check.dialogs
+        console.print(f"screenshot: {png} ({check.plots_drawn} plots drawn"
+                      + (f"; page errors: {problems}" if problems else "") + ")")
+    if options.mlflow_uri is not None:
+        from optbench.report.data import load
+        from optbench.results.mlflow_log import default_uri, log_runs
+
+        uri = options.mlflow_uri or default_uri(outs[0])
+        counts = log_runs(load(outs, options.carbon, options.price_per_kwh).rows,
+                          rendered.directory, uri)
+        console.print(f"mlflow: {counts['logged']} runs logged, {counts['skipped']} already "
+                      f"there ({uri})")
+
+
+def say(text: str, style: str | None = None) -> None:
+    """A line on stdout, never interpreted as markup, never wrapped mid-word."""
+    out_console.print(Text(text, style=style or ""), soft_wrap=True)
+
+
+def _mlflow(flag: bool, uri: str | None) -> str | None:
+    """None: no MLflow; "": the default local store; else the given tracking URI."""
+    if uri:
+        return uri
+    return "" if flag else None
 
 
 @app.command()
 def report(
-    out: Path = OutOption,
+    outs: list[Path] = typer.Option([DEFAULT_OUT], "--out", "-o",
+                                    help="store directory; repeat to put machines side by side"),
+    dest: Optional[Path] = typer.Option(None, "--dest",
+                                        help="where to write (default: first --out)"),
+    name: Optional[str] = typer.Option(None, "--name", help="report name (default: latest recipe)"),
     region: Optional[str] = RegionOption,
     carbon_intensity: Optional[float] = IntensityOption,
     pue: Optional[float] = PueOption,
+    price_per_kwh: Optional[float] = PriceOption,
+    objective: str = ObjectiveOption,
+    max_quality_drop: Optional[float] = QualityDropOption,
+    max_latency_p99_ms: Optional[float] = LatencyOption,
+    html: bool = typer.Option(True, "--html/--no-html", help="write index.html"),
+    screenshot: bool = typer.Option(False, "--screenshot",
+                                    help="render index.html in headless Chromium to a PNG"),
+    mlflow: bool = MlflowOption,
+    mlflow_uri: Optional[str] = MlflowUriOption,
 ) -> None:
-    """Render the report (Markdown + PNG fronts) from the store in --out."""
-    carbon = _carbon(region, carbon_intensity, pue)
+    """Render the report (Markdown, PNG/SVG, offline HTML) from one or more stores."""
+    options = _report_options(region, carbon_intensity, pue, price_per_kwh, objective,
+                              max_quality_drop, max_latency_p99_ms, name=name, html=html,
+                              screenshot=screenshot, mlflow_uri=_mlflow(mlflow, mlflow_uri))
     try:
-        _report(out, carbon)
+        _report(outs, options, dest)
     except OptbenchError as exc:
         fail(exc)
+
+
+@app.command()
+def recommend(
+    outs: list[Path] = typer.Option([DEFAULT_OUT], "--out", "-o", help="store directory"),
+    objective: str = ObjectiveOption,
+    max_quality_drop: Optional[float] = QualityDropOption,
+    max_latency_p99_ms: Optional[float] = LatencyOption,
+    region: Optional[str] = RegionOption,
+    carbon_intensity: Optional[float] = IntensityOption,
+    pue: Optional[float] = PueOption,
+    price_per_kwh: Optional[float] = PriceOption,
+) -> None:
+    """The configuration to ship and the runners-up, with reasons; exit 1 if none fits."""
+    from optbench.report.analysis import analyse
+    from optbench.report.data import load
+    from optbench.report.recommend import label
+    from optbench.report.recommend import recommend as pick
+
+    options = _report_options(region, carbon_intensity, pue, price_per_kwh, objective,
+                              max_quality_drop, max_latency_p99_ms)
+    try:
+        rows = load(outs, options.carbon, options.price_per_kwh).rows
+    except OptbenchError as exc:
+        fail(exc)
+    groups = analyse(rows)
+    if not groups:
+        console.print("[red]error:[/red] no successful runs in the store to choose from")
+        raise typer.Exit(1)
+    missing = False
+    for group in groups:
+        rec = pick(group, options.constraints)
+        say(f"{group.model} ({group.metric}):", style="bold")
+        if rec.best is None:
+            missing = True
+            say("  nothing satisfies the constraints:")
+            for row, why in rec.rejected:
+                say(f"    {label(row)}: {why}")
+            continue
+        say(f"  best: {label(rec.best)}")
+        for reason in rec.reasons:
+            say(f"    - {reason}")
+        for other in rec.runners_up:
+            say(f"  runner-up: {label(other)}")
+    if missing:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -234,13 +368,14 @@ def export(
     region: Optional[str] = RegionOption,
     carbon_intensity: Optional[float] = IntensityOption,
     pue: Optional[float] = PueOption,
+    price_per_kwh: Optional[float] = PriceOption,
 ) -> None:
     """Print one row per run (latest per configuration) as CSV or JSON on stdout."""
     from optbench.results.export import export_rows
 
     carbon = _carbon(region, carbon_intensity, pue)
     try:
-        text = export_rows(out, format, carbon)
+        text = export_rows(out, format, carbon, price_per_kwh)
     except OptbenchError as exc:
         fail(exc)
     sys.stdout.write(text)
@@ -280,10 +415,10 @@ def env(as_json: bool = typer.Option(False, "--json", help="machine-readable out
         out_console.print(f"[bold]{section}[/bold]")
         if isinstance(values, dict):
             for key, value in values.items():
-                out_console.print(Text(f"  {key}: {value}"), soft_wrap=True)
+                say(f"  {key}: {value}")
         else:
             for value in values:
-                out_console.print(Text(f"  {value}"), soft_wrap=True)
+                say(f"  {value}")
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,7 +120,8 @@ class Runner:
         logs = self.out_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        log_path = logs / f"{stamp}-{spec.key()}-{spec.backend.name}-{spec.variant.name}.log"
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{spec.backend.name}-{spec.variant.name}")[:48]
+        log_path = logs / f"{stamp}-{spec.key()}-{name}.log"
         self.cache.mkdir(parents=True, exist_ok=True)
         return Child(spec, log_path, self.cache, lambda p: self.events.phase(spec, p), serve)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,9 +37,9 @@ Reader = Callable[[Path], str]
 ZONE_RE = re.compile(r"^intel-rapl(-mmio)?:(\d+)(?::(\d+))?$")
 POWER_FLOOR_W = 50.0  # assumed peak before any reading, for the first tick period
 TICK_MAX_S = 1.0
-# Power is only estimated over gaps at least this long: over a sub-millisecond gap the
-# counter's own update jitter makes delta/gap swing several-fold.
-PEAK_MIN_GAP_NS = 50_000_000
+# Power (for the fastest-wrap bound) is estimated over at least this span of reads: over
+# short gaps the counter's own update jitter makes delta/gap swing several-fold.
+PEAK_SPAN_NS = 500_000_000
 PERMISSION_HINT = (
     "permission: energy_uj is readable by root only since Linux 5.10 (CVE-2020-8694); run "
     "as root, or grant read access: sudo chmod a+r /sys/class/powercap/intel-rapl:*/energy_uj "
@@ -140,6 +141,7 @@ class WrappingCounter:
         self.last_raw: int | None = None
         self.last_t: int | None = None
         self.gaps_ns: list[int] = []
+        self._history: deque[tuple[int, int]] = deque()
 
     def read_raw(self) -> int:
         return int(self._reader(self.zone.path / "energy_uj").strip())
@@ -153,11 +155,19 @@ class WrappingCounter:
                 delta += self.zone.max_range_uj
                 self.wraps += 1
             self.total_uj += delta
-            gap = now - self.last_t
-            self.gaps_ns.append(gap)
-            if gap >= PEAK_MIN_GAP_NS:
-                self.peak_w = max(self.peak_w, delta / gap * 1e3)
+            self.gaps_ns.append(now - self.last_t)
         self.last_raw, self.last_t = raw, now
+        self._update_peak(now)
+
+    def _update_peak(self, now: int) -> None:
+        """Highest power over any span of at least PEAK_SPAN_NS between reads so far."""
+        history = self._history
+        history.append((now, self.total_uj))
+        while len(history) > 1 and now - history[1][0] >= PEAK_SPAN_NS:
+            history.popleft()
+        t0, e0 = history[0]
+        if now - t0 >= PEAK_SPAN_NS:
+            self.peak_w = max(self.peak_w, (self.total_uj - e0) / (now - t0) * 1e3)
 
     def fastest_wrap_s(self) -> float:
         """Shortest time a full wrap could take at twice the highest power seen (or a floor)."""
@@ -283,9 +293,12 @@ class RaplMeter(Meter):
 
     def _snap(self) -> Snapshot:
         with self._lock:
+            before = self.ctx.clock()
             for counter in self.counters:
                 counter.sample()
-            return Snapshot(self.ctx.clock(), [c.total_uj for c in self.counters],
+            # the window edge is when the counters were read: the middle of the reads
+            edge = (before + self.ctx.clock()) // 2
+            return Snapshot(edge, [c.total_uj for c in self.counters],
                             [c.reads for c in self.counters], [c.wraps for c in self.counters],
                             [len(c.gaps_ns) for c in self.counters])
 

@@ -7,23 +7,20 @@ import io
 import json
 from pathlib import Path
 
-from optbench.carbon import CarbonSettings
+from optbench.carbon import CarbonSettings, carbon_settings
 from optbench.errors import UsageError
-from optbench.report.render import latest_runs
-from optbench.results.store import Store
-from optbench.results.summary import EXPORT_COLUMNS, summarize_run
+from optbench.results.summary import EXPORT_COLUMNS
 
 FORMATS = ("csv", "json")
 
 
-def export_rows(out_dir: Path, fmt: str, carbon: CarbonSettings | None = None) -> str:
+def export_rows(out_dir: Path, fmt: str, carbon: CarbonSettings | None = None,
+                price_per_kwh: float | None = None) -> str:
+    from optbench.report.data import load
+
     if fmt not in FORMATS:
         raise UsageError(f"unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}")
-    store = Store.open(out_dir, must_exist=True)
-    try:
-        rows = [summarize_run(r, carbon) for r in latest_runs(store.runs())]
-    finally:
-        store.close()
+    rows = load([out_dir], carbon or carbon_settings(), price_per_kwh).rows
     if fmt == "json":
         return json.dumps(rows, indent=2, default=str) + "\n"
     buffer = io.StringIO()

@@ -22,7 +22,8 @@ EXPORT_COLUMNS = (
     "energy_per_sample_cov", "energy_trials", "energy_method", "energy_channels",
     "energy_gpu_per_sample_j", "energy_cpu_per_sample_j", "idle_power_w",
     "net_energy_per_sample_j", "energy_flags", "energy_reason", "energy_per_1000_wh",
-    "co2_g_per_1000", "carbon_intensity_g_per_kwh", "pue", "sample_unit", "weights",
+    "co2_g_per_1000", "carbon_intensity_g_per_kwh", "pue", "cost_per_1000", "price_per_kwh",
+    "sample_unit", "weights",
     "precision_path", "env_id", "git_sha", "started_at",
 )
 GPU_PREFIX = "gpu:"
@@ -92,8 +93,10 @@ def idle_power(idles: list[Trial]) -> float | None:
     return sum(totals) / sum(t.window_s for t in idles)  # type: ignore[arg-type]
 
 
-def summarize_run(run: StoredRun, carbon: CarbonSettings | None = None) -> dict[str, Any]:
-    """The export/report row of one run; CO2 per `carbon` (default: world, PUE 1.0)."""
+def summarize_run(run: StoredRun, carbon: CarbonSettings | None = None,
+                  price_per_kwh: float | None = None) -> dict[str, Any]:
+    """The export/report row of one run; CO2 per `carbon` (default: world, PUE 1.0) and
+    electricity cost per 1,000 samples at `price_per_kwh` (None: not priced)."""
     result = run.result
     metrics = {m.name: m.value for m in result.metrics}
     row: dict[str, Any] = {
@@ -135,6 +138,9 @@ def summarize_run(run: StoredRun, carbon: CarbonSettings | None = None) -> dict[
     row["co2_g_per_1000"] = carbon.grams(per_1000)
     row["carbon_intensity_g_per_kwh"] = carbon.intensity_g_per_kwh
     row["pue"] = carbon.pue
+    row["price_per_kwh"] = price_per_kwh
+    row["cost_per_1000"] = (None if price_per_kwh is None or per_1000 is None
+                            else per_1000 / 3.6e6 * carbon.pue * price_per_kwh)
     if result.status != "ok":
         row["energy_method"] = None
     return row

@@ -32,6 +32,6 @@ def test_compare_mnist_cnn_across_cpu_runtimes(tmp_path):
         assert abs(int8 - fp32[backend]) < 0.02, (backend, int8, fp32[backend])
     paths = {r["precision_path"] for r in rows}
     assert any("torchao" in (p or "") for p in paths) and "NNCF PTQ int8" in paths
-    report = (tmp_path / "report.md").read_text()
+    report = (tmp_path / "compare-mnist-cnn" / "report.md").read_text()
     assert "top-1 accuracy on held-out labelled data" in report
-    assert list((tmp_path / "figures").glob("*.png"))
+    assert list((tmp_path / "compare-mnist-cnn" / "figures").glob("*.png"))

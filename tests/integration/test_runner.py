@@ -91,8 +91,8 @@ def test_cli_compare_writes_store_report_and_export(tmp_path):
     result = cli.invoke(app, ["compare", "--model", "fake-mlp", "--backends", "fake,trt",
                               "--int8", "--preset", "smoke", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "report.md").is_file()
-    report = (tmp_path / "report.md").read_text()
+    assert (tmp_path / "compare-fake-mlp" / "index.html").is_file()
+    report = (tmp_path / "compare-fake-mlp" / "report.md").read_text()
     assert "Skipped and failed" in report and "TensorRT is not installed" in report
     rows = json.loads(cli.invoke(app, ["export", "--format", "json", "--out",
                                        str(tmp_path)]).stdout)

@@ -1,0 +1,151 @@
+"""What a report says about a set of runs, computed once for every renderer (pure).
+
+Groups are (model, quality metric): only runs judged by the same metric share a front.
+Within a group: the fp32 eager baseline and every row's deltas to it, the Pareto fronts
+(energy, latency p50, latency p99 and throughput, each against quality; energy fronts
+apart for measured and estimated figures), the three-objective non-dominated set (energy,
+latency p99, quality), and which rows' energy intervals overlap (not distinguishable).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from optbench.report.pareto import pareto_front
+
+AXES = {  # key -> (sense, label)
+    "energy_per_sample_j": ("min", "energy per {unit}"),
+    "latency_p50_s": ("min", "latency p50"),
+    "latency_p99_s": ("min", "latency p99"),
+    "throughput_per_s": ("max", "throughput"),
+}
+
+
+def measured(row: dict[str, Any]) -> bool:
+    return str(row.get("energy_method") or "").startswith("measured")
+
+
+@dataclass
+class Group:
+    model: str
+    metric: str
+    unit: str
+    higher_is_better: bool
+    rows: list[dict[str, Any]]
+    baseline: dict[str, Any] | None = None
+    fronts: dict[str, set[int]] = field(default_factory=dict)
+    front3: set[int] = field(default_factory=set)
+    overlaps: dict[int, list[int]] = field(default_factory=dict)
+
+    def by_id(self, run_id: int) -> dict[str, Any]:
+        return next(r for r in self.rows if r["run_id"] == run_id)
+
+
+def provenance_groups(rows: list[dict[str, Any]], key: str) -> list[list[dict[str, Any]]]:
+    """Energy points split into measured and estimated; other axes form one group."""
+    if key != "energy_per_sample_j":
+        return [rows]
+    return [[r for r in rows if measured(r)], [r for r in rows if not measured(r)]]
+
+
+def front_ids(rows: list[dict[str, Any]], key: str, higher_is_better: bool) -> set[int]:
+    """Rows on the (axis, quality) front; energy fronts per provenance group."""
+    sense = AXES[key][0]
+    pts = [r for r in rows if r.get(key) is not None and r.get("quality_value") is not None]
+    ids: set[int] = set()
+    for group in provenance_groups(pts, key):
+        if group:
+            idx = pareto_front([(r[key], r["quality_value"]) for r in group],
+                               (sense, "max" if higher_is_better else "min"))
+            ids |= {group[i]["run_id"] for i in idx}
+    return ids
+
+
+def front3_ids(rows: list[dict[str, Any]], higher_is_better: bool) -> set[int]:
+    keys = ("energy_per_sample_j", "latency_p99_s", "quality_value")
+    pts = [r for r in rows if all(r.get(k) is not None for k in keys)]
+    ids: set[int] = set()
+    for group in provenance_groups(pts, "energy_per_sample_j"):
+        if group:
+            idx = pareto_front([tuple(r[k] for k in keys) for r in group],
+                               ("min", "min", "max" if higher_is_better else "min"))
+            ids |= {group[i]["run_id"] for i in idx}
+    return ids
+
+
+def baseline(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The fp32 eager torch run at the smallest batch; else the smallest-batch fp32 run."""
+    fp32 = [r for r in rows if r["variant"] == "fp32"]
+    for pool in ([r for r in fp32 if r["backend"] == "torch"], fp32):
+        if pool:
+            return min(pool, key=lambda r: (r["batch_size"], r["run_id"]))
+    return None
+
+
+def ratio(value: Any, base: Any) -> float | None:
+    if value is None or base in (None, 0):
+        return None
+    return value / base - 1
+
+
+def add_deltas(rows: list[dict[str, Any]], base: dict[str, Any] | None) -> None:
+    for r in rows:
+        if base is None or r is base:
+            r["delta"] = {}
+            continue
+        r["delta"] = {
+            "quality": (None if r["quality_value"] is None or base["quality_value"] is None
+                        else r["quality_value"] - base["quality_value"]),
+            "energy": ratio(r["energy_per_sample_j"], base["energy_per_sample_j"]),
+            "latency_p99": ratio(r["latency_p99_s"], base["latency_p99_s"]),
+            "throughput": ratio(r["throughput_per_s"], base["throughput_per_s"]),
+        }
+
+
+def interval(row: dict[str, Any]) -> tuple[float, float] | None:
+    value, ci = row.get("energy_per_sample_j"), row.get("energy_per_sample_ci95_j")
+    if value is None or ci is None:
+        return None
+    return value - ci, value + ci
+
+
+def energy_overlaps(rows: list[dict[str, Any]]) -> dict[int, list[int]]:
+    """For each row, the rows whose 95% energy intervals overlap its own (same provenance)."""
+    out: dict[int, list[int]] = {}
+    for a in rows:
+        ia = interval(a)
+        if ia is None:
+            continue
+        out[a["run_id"]] = [
+            b["run_id"] for b in rows
+            if b is not a and measured(b) == measured(a) and (ib := interval(b)) is not None
+            and ia[0] <= ib[1] and ib[0] <= ia[1]]
+    return out
+
+
+def analyse(rows: list[dict[str, Any]]) -> list[Group]:
+    """Groups of ok runs with fronts, baseline, deltas and overlaps."""
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        if row["status"] == "ok" and row["quality_metric"]:
+            grouped[(row["model"], row["quality_metric"])].append(row)
+    groups = []
+    for (model, metric), members in grouped.items():
+        hib = bool(members[0]["quality_higher_is_better"])
+        group = Group(model, metric, members[0]["sample_unit"], hib, members)
+        group.baseline = baseline(members)
+        add_deltas(members, group.baseline)
+        group.fronts = {key: front_ids(members, key, hib) for key in AXES}
+        group.front3 = front3_ids(members, hib)
+        group.overlaps = energy_overlaps(members)
+        groups.append(group)
+    return groups
+
+
+def front_marks(row: dict[str, Any], group: Group) -> str:
+    """E, L, T for the energy, latency-p99 and throughput fronts; 3 for the 3-objective set."""
+    codes = (("energy_per_sample_j", "E"), ("latency_p99_s", "L"), ("throughput_per_s", "T"))
+    marks = "".join(code for key, code in codes if row["run_id"] in group.fronts.get(key, set()))
+    return marks + ("3" if row["run_id"] in group.front3 else "")

@@ -1,0 +1,59 @@
+"""Rows for reports from one or more stores (e.g. a CPU box and a GPU box side by side)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from optbench.carbon import CarbonSettings
+from optbench.results.store import Store, StoredRun
+from optbench.results.summary import summarize_run
+
+
+def latest_runs(runs: Iterable[StoredRun]) -> list[StoredRun]:
+    """The newest run of each (spec, environment): reruns replace older results in reports."""
+    latest: dict[tuple[str, str], StoredRun] = {}
+    for run in runs:
+        latest[(run.spec_key, run.env_id)] = run
+    return sorted(latest.values(), key=lambda r: r.id)
+
+
+def env_label(env: dict[str, Any]) -> str:
+    """A short human name for a machine: host, then its GPU or CPU model."""
+    gpus = env.get("gpus", {}).get("devices", [])
+    hardware = gpus[0]["name"] if gpus else env.get("cpu", {}).get("model", "?")
+    return f"{env.get('hostname', '?')} ({hardware})"
+
+
+@dataclass
+class ReportData:
+    rows: list[dict[str, Any]]
+    environments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    recipes: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+
+
+def load(outs: list[Path], carbon: CarbonSettings, price_per_kwh: float | None) -> ReportData:
+    """Summary rows of the latest runs of every store; ids made unique across stores."""
+    data = ReportData([], sources=[str(o) for o in outs])
+    for index, out in enumerate(outs):
+        store = Store.open(out, must_exist=True)
+        try:
+            for run in latest_runs(store.runs()):
+                row = summarize_run(run, carbon, price_per_kwh)
+                row["store_run_id"] = run.id
+                row["run_id"] = index * 10_000_000 + run.id
+                row["recipe"] = run.spec.get("recipe")
+                data.rows.append(row)
+                if run.env_id not in data.environments:
+                    data.environments[run.env_id] = store.environment(run.env_id)
+                if row["recipe"] and row["recipe"] not in data.recipes:
+                    data.recipes.append(row["recipe"])
+        finally:
+            store.close()
+    if len(data.environments) > 1:
+        for row in data.rows:
+            row["env_label"] = env_label(data.environments[row["env_id"]])
+    return data

@@ -1,0 +1,242 @@
+"""A self-contained, offline HTML report: Plotly is embedded, nothing is fetched.
+
+Every name that came from a user (model, backend, variant, weights, reasons) is escaped
+on the server: tables are built here with html.escape, and the figures' labels are
+escaped before Plotly sees them, so markup in a name is shown as text, never executed.
+The page's data travels as JSON inside a <script type="application/json"> block with
+'<', '>' and '&' escaped, so it cannot close the script element.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+from optbench.carbon import CarbonSettings
+from optbench.report.analysis import AXES, Group, front_marks, measured
+from optbench.report.data import ReportData
+from optbench.report.recommend import Recommendation, label
+from optbench.report.text import (
+    BOUNDARY,
+    QUALITY_NOTES,
+    environment_summary,
+    fmt,
+    packages_summary,
+    pct,
+    provenance,
+    run_label,
+)
+
+PLOTS = (
+    ("energy_per_sample_j", 1e3, "energy per {unit} (mJ)"),
+    ("latency_p50_s", 1e3, "latency p50 (ms)"),
+    ("latency_p99_s", 1e3, "latency p99 (ms)"),
+    ("throughput_per_s", 1.0, "throughput ({unit}/s)"),
+)
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#222}
+h1{margin-bottom:.2rem} .note{color:#555;font-size:.9rem}
+table{border-collapse:collapse;margin:1rem 0;font-size:.85rem}
+th,td{border:1px solid #ccc;padding:.25rem .45rem;text-align:right}
+th{background:#f3f3f3} td.l{text-align:left}
+.plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:1rem}
+.plot{height:420px} .rec{background:#eef6ee;border-left:4px solid #3a3;padding:.5rem 1rem}
+.none{background:#fbeeee;border-left-color:#c33} .est{color:#a60}
+"""
+
+SCRIPT = """
+(function(){
+  var data = JSON.parse(document.getElementById('optbench-data').textContent);
+  data.plots.forEach(function(p){
+    var traces = p.series.map(function(s){
+      return {x:s.x, y:s.y, text:s.text, hoverinfo:'text', mode:'markers', type:'scatter',
+              name:s.name, error_x:{type:'data', array:s.err, visible:true, thickness:1},
+              marker:{size:10, symbol:s.symbol, color:s.color, line:{width:2, color:s.color}}};
+    });
+    p.fronts.forEach(function(f){
+      traces.push({x:f.x, y:f.y, mode:'lines', type:'scatter', name:f.name,
+                   line:{shape:f.shape, color:f.color, width:1.5}, hoverinfo:'skip'});
+    });
+    Plotly.newPlot(p.id, traces, {title:{text:p.title}, xaxis:{title:{text:p.xlabel},
+      type:p.log ? 'log' : 'linear'}, yaxis:{title:{text:p.ylabel}},
+      margin:{t:40,r:10,b:90,l:60}, legend:{orientation:'h', y:-0.28}},
+      {displaylogo:false, responsive:true});
+  });
+  data.cubes.forEach(function(c){
+    Plotly.newPlot(c.id, [{x:c.x, y:c.y, z:c.z, text:c.text, hoverinfo:'text',
+      mode:'markers', type:'scatter3d', marker:{size:5, color:c.color}}],
+      {title:{text:c.title}, scene:{xaxis:{title:{text:'energy (mJ)'}, type:'log'},
+      yaxis:{title:{text:'latency p99 (ms)'}, type:'log'}, zaxis:{title:{text:c.zlabel}}},
+      margin:{t:40,r:0,b:0,l:0}}, {displaylogo:false, responsive:true});
+  });
+  document.body.setAttribute('data-plots-drawn', String(data.plots.length + data.cubes.length));
+})();
+"""
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def hover(row: dict[str, Any], group: Group) -> str:
+    """Hover text: every line escaped, joined with Plotly's <br>."""
+    lines = [run_label(row), f"{group.metric}: {fmt(row['quality_value'], 1, 4)}",
+             f"energy/{group.unit}: {fmt(row['energy_per_sample_j'], 1e3)} mJ"
+             + (f" ± {fmt(row['energy_per_sample_ci95_j'], 1e3, 2)}"
+                if row.get("energy_per_sample_ci95_j") is not None else ""),
+             f"latency p50/p99: {fmt(row['latency_p50_s'], 1e3)} / "
+             f"{fmt(row['latency_p99_s'], 1e3)} ms",
+             *provenance(row).split("; ")]
+    return "<br>".join(esc(line) for line in lines)
+
+
+def plot_specs(group: Group, index: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    plots = []
+    for n, (key, scale, xlabel) in enumerate(PLOTS):
+        pts = [r for r in group.rows if r.get(key) is not None
+               and r.get("quality_value") is not None]
+        if not pts:
+            continue
+        front = group.fronts.get(key, set())
+        series = []
+        for name, members, symbol in (
+                ("measured energy", [r for r in pts if measured(r)], "circle"),
+                ("estimated energy", [r for r in pts if not measured(r)], "circle-open")):
+            if key != "energy_per_sample_j":
+                members = pts if name == "measured energy" else []
+                name, symbol = "configurations", "circle"
+            if not members:
+                continue
+            series.append({
+                "name": name, "symbol": symbol,
+                "x": [r[key] * scale for r in members], "y": [r["quality_value"] for r in members],
+                "err": [((r.get("energy_per_sample_ci95_j") or 0) * scale
+                         if key == "energy_per_sample_j" else 0) for r in members],
+                "text": [hover(r, group) for r in members],
+                "color": ["#1f77b4" if r["run_id"] in front else "#999999" for r in members]})
+        fronts = []
+        groups = ([[r for r in pts if measured(r)], [r for r in pts if not measured(r)]]
+                  if key == "energy_per_sample_j" else [pts])
+        for members in groups:
+            line = sorted((r[key] * scale, r["quality_value"]) for r in members
+                          if r["run_id"] in front)
+            if line:
+                est = key == "energy_per_sample_j" and not measured(members[0])
+                fronts.append({"name": "front (estimated energy)" if est else "front",
+                               "x": [p[0] for p in line], "y": [p[1] for p in line],
+                               "shape": "hv" if AXES[key][0] == "min" else "vh",
+                               "color": "#ff7f0e" if est else "#1f77b4"})
+        values = [r[key] for r in pts]
+        axis = xlabel.format(unit=group.unit)
+        plots.append({"id": f"plot-{index}-{n}", "series": series, "fronts": fronts,
+                      "title": esc(f"{axis.split(' (')[0]} vs {group.metric}"),
+                      "xlabel": esc(axis),
+                      "ylabel": esc(group.metric),
+                      "log": max(values) / max(min(values), 1e-12) > 20})
+    keys = ("energy_per_sample_j", "latency_p99_s", "quality_value")
+    pts = [r for r in group.rows if all(r.get(k) is not None for k in keys)]
+    cube = {"id": f"cube-{index}", "title": esc("non-dominated in (energy, latency p99, "
+                                                 f"{group.metric})"),
+            "zlabel": esc(group.metric), "x": [r["energy_per_sample_j"] * 1e3 for r in pts],
+            "y": [r["latency_p99_s"] * 1e3 for r in pts], "z": [r["quality_value"] for r in pts],
+            "text": [hover(r, group) for r in pts],
+            "color": ["#d62728" if r["run_id"] in group.front3 else "#999999" for r in pts]}
+    return plots, cube
+
+
+def table(group: Group) -> str:
+    split = any(r["energy_gpu_per_sample_j"] is not None for r in group.rows)
+    envs = any(r.get("env_label") for r in group.rows)
+    priced = any(r.get("cost_per_1000") is not None for r in group.rows)
+    head = (["machine"] if envs else []) + [
+        "backend", "variant", "batch", "device", group.metric, "Δ quality", "p50 ms", "p99 ms",
+        f"{group.unit}/s", f"energy/{group.unit} mJ (95% CI)", "Δ energy", "Δ p99"] + (
+        ["GPU mJ", "CPU mJ"] if split else []) + ["method", "gCO2e/1k"] + (
+        ["cost/1k"] if priced else []) + ["fronts", "not distinguishable (energy)"]
+    out = ["<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head)
+           + "</tr></thead><tbody>"]
+    for r in sorted(group.rows, key=lambda r: (-(r["quality_value"] or 0), r["backend"])):
+        d = r.get("delta", {})
+        energy = fmt(r["energy_per_sample_j"], 1e3)
+        if r.get("energy_per_sample_ci95_j") is not None:
+            energy += f" ± {fmt(r['energy_per_sample_ci95_j'], 1e3, 2)}"
+        marks = front_marks(r, group)
+        same = ", ".join(run_label(group.by_id(i)) for i in group.overlaps.get(r["run_id"], []))
+        dq = d.get("quality")
+        cells = ([(r["env_label"], "l")] if envs else []) + [
+            (r["backend"], "l"), (r["variant"], "l"), (r["batch_size"], ""), (r["device"], "l"),
+            (fmt(r["quality_value"], 1, 4), ""), ("-" if dq is None else f"{dq:+.4f}", ""),
+            (fmt(r["latency_p50_s"], 1e3), ""), (fmt(r["latency_p99_s"], 1e3), ""),
+            (fmt(r["throughput_per_s"]), ""), (energy, ""), (pct(d.get("energy")), ""),
+            (pct(d.get("latency_p99")), "")]
+        if split:
+            cells += [(fmt(r["energy_gpu_per_sample_j"], 1e3), ""),
+                      (fmt(r["energy_cpu_per_sample_j"], 1e3), "")]
+        cells += [(r["energy_method"] or "-", "l" + (" est" if not measured(r) else "")),
+                  (fmt(r["co2_g_per_1000"]), "")]
+        if priced:
+            cells.append((fmt(r.get("cost_per_1000")), ""))
+        cells += [(marks, "l"), (same, "l")]
+        out.append("<tr>" + "".join(f'<td class="{c}">{esc(v)}</td>' for v, c in cells)
+                   + "</tr>")
+    return "".join(out) + "</tbody></table>"
+
+
+def recommendation_html(rec: Recommendation) -> str:
+    if rec.best is None:
+        items = "".join(f"<li>{esc(run_label(r))}: {esc(why)}</li>" for r, why in rec.rejected)
+        return (f'<div class="rec none"><b>Recommendation:</b> nothing satisfies the '
+                f"constraints ({esc(rec.constraints)}).<ul>{items}</ul></div>")
+    items = "".join(f"<li>{esc(reason)}</li>" for reason in rec.reasons)
+    items += "".join(f"<li>runner-up: {esc(label(r))}</li>" for r in rec.runners_up)
+    return (f'<div class="rec"><b>Recommendation ({esc(rec.constraints.objective)}):</b> '
+            f"{esc(label(rec.best))}<ul>{items}</ul></div>")
+
+
+def render_html(data: ReportData, groups: list[Group], recs: list[Recommendation],
+                carbon: CarbonSettings, title: str) -> str:
+    import plotly.offline
+
+    plots: list[dict[str, Any]] = []
+    cubes: list[dict[str, Any]] = []
+    body = [f"<h1>{esc(title)}</h1>", f'<p class="note">{esc(BOUNDARY)}</p>',
+            f'<p class="note">CO2: {esc(carbon.describe())}. Energy is never scaled by PUE.</p>']
+    for eid, env in data.environments.items():
+        body.append(f'<p class="note">Environment <code>{esc(eid)}</code>: '
+                    f"{esc(environment_summary(env))}. Packages: {esc(packages_summary(env))}."
+                    "</p>")
+    for index, (group, rec) in enumerate(zip(groups, recs)):
+        group_plots, cube = plot_specs(group, index)
+        plots += group_plots
+        cubes.append(cube)
+        body.append(f"<h2>{esc(group.model)}: {esc(group.metric)}</h2>")
+        quality = QUALITY_NOTES.get(group.metric, group.metric)
+        deltas = f" Deltas against {run_label(group.baseline)}." if group.baseline else ""
+        body.append(f'<p class="note">Quality: {esc(quality)}.{esc(deltas)}</p>')
+        body.append(recommendation_html(rec))
+        body.append('<div class="plots">' + "".join(
+            f'<div class="plot" id="{p["id"]}"></div>' for p in group_plots)
+            + f'<div class="plot" id="{cube["id"]}"></div></div>')
+        body.append('<p class="note">Filled markers: measured energy; open: estimated (its '
+                    "front is drawn separately). Whiskers: 95% confidence interval over "
+                    "trials. Hover a point for its provenance.</p>")
+        body.append(table(group))
+    others = [r for r in data.rows if r["status"] != "ok"]
+    if others:
+        body.append("<h2>Skipped and failed</h2><table><thead><tr><th>model</th><th>backend"
+                    "</th><th>variant</th><th>batch</th><th>status</th><th>reason</th></tr>"
+                    "</thead><tbody>" + "".join(
+                        "<tr>" + "".join(f'<td class="l">{esc(v)}</td>' for v in (
+                            r["model"], r["backend"], r["variant"], r["batch_size"],
+                            r["status"], r["reason"] or "")) + "</tr>" for r in others)
+                    + "</tbody></table>")
+    payload = json.dumps({"plots": plots, "cubes": cubes}).replace("<", "\\u003c").replace(
+        ">", "\\u003e").replace("&", "\\u0026")
+    return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{esc(title)}</title><style>{STYLE}</style>"
+            f"<script>{plotly.offline.get_plotlyjs()}</script></head><body>"
+            + "".join(body)
+            + f'<script type="application/json" id="optbench-data">{payload}</script>'
+            + f"<script>{SCRIPT}</script></body></html>")

@@ -1,0 +1,124 @@
+"""Which configuration to ship, under constraints, and why (pure).
+
+The quality floor is relative to the group's baseline (fp32 eager torch, else the first
+fp32 run, else the best quality seen): `max_quality_drop` 0.01 allows one percentage point
+below it. Candidates are ranked by the objective; energy and CO2 rank measured figures
+before estimated ones, since the two are not comparable. Runners-up whose energy
+interval overlaps the winner's are called out as not distinguishable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from optbench.report.analysis import Group, measured
+
+OBJECTIVES = {  # name -> (row key, sense, label)
+    "energy": ("energy_per_sample_j", "min", "energy per {unit}"),
+    "latency": ("latency_p99_s", "min", "latency p99"),
+    "throughput": ("throughput_per_s", "max", "throughput"),
+    "co2": ("co2_g_per_1000", "min", "gCO2e per 1,000 {unit}s"),
+}
+
+
+@dataclass(frozen=True)
+class Constraints:
+    max_quality_drop: float | None = None
+    max_latency_p99_s: float | None = None
+    objective: str = "energy"
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; "
+                             f"choose one of {', '.join(OBJECTIVES)}")
+
+
+@dataclass
+class Recommendation:
+    group: Group
+    constraints: Constraints
+    best: dict[str, Any] | None
+    runners_up: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[tuple[dict[str, Any], str]] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    quality_floor: float | None = None
+
+
+def label(row: dict[str, Any]) -> str:
+    env = f" on {row['env_label']}" if row.get("env_label") else ""
+    return f"{row['backend']} {row['variant']} bs{row['batch_size']} ({row['device']}{env})"
+
+
+def quality_floor(group: Group, max_drop: float | None) -> float | None:
+    if max_drop is None:
+        return None
+    values = [r["quality_value"] for r in group.rows if r["quality_value"] is not None]
+    reference = group.baseline["quality_value"] if group.baseline else None
+    if reference is None and values:
+        reference = max(values) if group.higher_is_better else min(values)
+    if reference is None:
+        return None
+    return reference - max_drop if group.higher_is_better else reference + max_drop
+
+
+def recommend(group: Group, constraints: Constraints, runners_up: int = 3) -> Recommendation:
+    key, sense, _ = OBJECTIVES[constraints.objective]
+    floor = quality_floor(group, constraints.max_quality_drop)
+    rec = Recommendation(group, constraints, None, quality_floor=floor)
+    candidates = []
+    for row in group.rows:
+        why = rejection(row, group, constraints, floor, key)
+        if why:
+            rec.rejected.append((row, why))
+        else:
+            candidates.append(row)
+    if not candidates:
+        return rec
+    energy_like = key in ("energy_per_sample_j", "co2_g_per_1000")
+
+    def rank(row: dict[str, Any]) -> tuple[int, float]:
+        value = row[key] if sense == "min" else -row[key]
+        return (0 if not energy_like or measured(row) else 1, value)
+
+    ordered = sorted(candidates, key=rank)
+    rec.best, rec.runners_up = ordered[0], ordered[1:1 + runners_up]
+    rec.reasons = explain(rec, key)
+    return rec
+
+
+def rejection(row: dict[str, Any], group: Group, c: Constraints, floor: float | None,
+              key: str) -> str | None:
+    quality = row["quality_value"]
+    if row.get(key) is None:
+        return f"no {OBJECTIVES[c.objective][2].format(unit=group.unit)} figure"
+    if floor is not None and quality is not None:
+        below = quality < floor if group.higher_is_better else quality > floor
+        if below:
+            return f"{group.metric} {quality:.4g} beyond the allowed floor {floor:.4g}"
+    if c.max_latency_p99_s is not None:
+        p99 = row.get("latency_p99_s")
+        if p99 is None or p99 > c.max_latency_p99_s:
+            shown = "unknown" if p99 is None else f"{p99 * 1e3:.3g} ms"
+            return f"latency p99 {shown} above {c.max_latency_p99_s * 1e3:.3g} ms"
+    return None
+
+
+def explain(rec: Recommendation, key: str) -> list[str]:
+    best, group = rec.best, rec.group
+    assert best is not None
+    name = OBJECTIVES[rec.constraints.objective][2].format(unit=group.unit)
+    qualified = len(group.rows) - len(rec.rejected)
+    reasons = [f"best {name} among the {qualified} configurations meeting the constraints"]
+    if rec.quality_floor is not None:
+        bound = ">= floor" if group.higher_is_better else "<= ceiling"
+        reasons.append(f"{group.metric} {best['quality_value']:.4g} {bound} "
+                       f"{rec.quality_floor:.4g}")
+    if key in ("energy_per_sample_j", "co2_g_per_1000"):
+        note = "" if measured(best) else " (no measured figure qualified)"
+        reasons.append(f"energy is {best['energy_method']}{note}")
+        for other in rec.runners_up:
+            if other["run_id"] in group.overlaps.get(best["run_id"], []):
+                reasons.append(f"not distinguishable in energy from {label(other)}: the 95% "
+                               "intervals overlap")
+    return reasons

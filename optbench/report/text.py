@@ -1,0 +1,62 @@
+"""Shared wording and number formatting for every report renderer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+BOUNDARY = (
+    "Energy boundary: on-board sensors only (GPU board, CPU package, DRAM) where counters "
+    "exist; wall power (PSU, fans, network) is outside it. Figures labelled `estimated` are "
+    "modelled from CPU time and a TDP, not measured, and carry a wide band."
+)
+QUALITY_NOTES = {
+    "top1": "top-1 accuracy on held-out labelled data",
+    "top1_agreement": "top-1 agreement with the fp32 reference model on the same inputs "
+                      "(no labels, or random weights: this is fidelity, not accuracy)",
+}
+
+
+def fmt(value: Any, scale: float = 1.0, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    return f"{value * scale:.{digits}g}"
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.0%}"
+
+
+def environment_summary(env: dict[str, Any]) -> str:
+    cpu = env.get("cpu", {})
+    gpus = env.get("gpus", {}).get("devices", [])
+    return (f"{cpu.get('model')} ({cpu.get('logical_cpus')} logical CPUs), "
+            f"{', '.join(g['name'] for g in gpus) or 'no NVIDIA GPU'}, {env.get('os')} "
+            f"{env.get('kernel')}, Python {env.get('python')}, optbench "
+            f"{env.get('optbench_version')}")
+
+
+def packages_summary(env: dict[str, Any]) -> str:
+    packages = {k: v for k, v in env.get("packages", {}).items() if v}
+    return ", ".join(f"{k} {v}" for k, v in sorted(packages.items()))
+
+
+def run_label(row: dict[str, Any]) -> str:
+    env = f" @ {row['env_label']}" if row.get("env_label") else ""
+    return f"{row['backend']} {row['variant']} bs{row['batch_size']}{env}"
+
+
+def provenance(row: dict[str, Any]) -> str:
+    """One line of where a row's energy came from: channels, trials, flags, weights."""
+    parts = [f"energy {row.get('energy_method') or '-'}"]
+    if row.get("energy_channels"):
+        parts.append(f"channels: {row['energy_channels']}")
+    parts.append(f"trials: {row.get('energy_trials', 0)}")
+    if row.get("energy_trials_excluded"):
+        parts.append(f"excluded: {row['energy_trials_excluded']}")
+    if row.get("energy_flags"):
+        parts.append(f"flags: {row['energy_flags']}")
+    if row.get("energy_reason"):
+        parts.append(f"why empty: {row['energy_reason']}")
+    if row.get("precision_path"):
+        parts.append(f"path: {row['precision_path']}")
+    return "; ".join(parts)
