@@ -29,6 +29,8 @@ class ModelArtifact:
         weights_trained: False for random weights: quality is then fidelity to fp32, not accuracy.
         digest: content hash of the weights plus lineage; keys every cache.
         reference_backend: the backend whose fp32 output is the fidelity reference.
+        quantization: "" for a float model; "qat-qdq" when quantization-aware training has
+            already quantized it (Q/DQ nodes with learned scales): backends run it as is.
         mean, std: per-channel input normalization the model was trained with.
         info: facts about the artifact (parameters, size, calibration) recorded on the run.
     """
@@ -46,6 +48,7 @@ class ModelArtifact:
     weights_trained: bool = True
     digest: str = ""
     reference_backend: str = "torch"
+    quantization: str = ""
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     info: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -69,5 +72,6 @@ class ModelArtifact:
             "weights_trained": self.weights_trained,
             "digest": self.digest,
             "reference_backend": self.reference_backend,
+            "quantization": self.quantization,
             **self.info,
         }

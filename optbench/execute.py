@@ -31,6 +31,7 @@ from optbench.reference import reference_outputs
 from optbench.results.schema import Metric, RunResult, Trial
 from optbench.transforms import TRANSFORMS
 from optbench.transforms.base import TransformContext
+from optbench.transforms.training import facts
 from optbench.workloads import WORKLOADS
 
 log = logging.getLogger("optbench.execute")
@@ -79,6 +80,9 @@ def execute(spec: RunSpec, cache: Path, on_phase: Callable[[str], None],
     t = time.monotonic()
     base = build_model(spec.model.ref, spec.model.weights, cache)
     card = resolve_model(spec.model.ref).card
+    if base.format == "torch" and not {"macs", "macs_note"} & set(base.info):
+        base = replace(base, info={**base.info, **facts(base.module, base.input_shape,
+                                                        compress=False)})
     dataset = spec.workload.dataset or (card.dataset if card else "synthetic")
     eval_cap = spec.workload.eval_samples or protocol.eval_cap
     workload = WORKLOADS.get(spec.workload.kind)(
@@ -89,7 +93,10 @@ def execute(spec: RunSpec, cache: Path, on_phase: Callable[[str], None],
     on_phase("transforms")
     t = time.monotonic()
     artifact = base
-    tctx = TransformContext(backend_cls, spec.device, workload, cache)
+    meter_ctx = MeterContext(device=spec.device, cpu_tdp_w=spec.measure.cpu_tdp_w)
+    tctx = TransformContext(
+        backend_cls, spec.device, workload, cache, card=card,
+        meters=lambda: select_meters(spec.measure.meters, meter_ctx, spec.measure.estimate))
     for step in spec.variant.steps:
         transform_cls = TRANSFORMS.get(step.name)
         transform = transform_cls(build_config(transform_cls.Config, dict(step.options),
@@ -97,6 +104,7 @@ def execute(spec: RunSpec, cache: Path, on_phase: Callable[[str], None],
         supported = transform.supports(backend_cls, spec.device, artifact)
         if not supported:
             return RunResult("skipped", supported.reason, artifact=artifact.describe())
+        on_phase(f"transform {step.label()}")
         artifact = transform.apply(artifact, tctx)
     supported = backend_cls.supports(artifact.format, artifact.precision, spec.device)
     if not supported:
@@ -121,7 +129,6 @@ def execute(spec: RunSpec, cache: Path, on_phase: Callable[[str], None],
         return RunResult("skipped", exc.reason, artifact=artifact.describe())
     phases["load_s"] = time.monotonic() - t
 
-    meter_ctx = MeterContext(device=spec.device, cpu_tdp_w=spec.measure.cpu_tdp_w)
     meters = select_meters(spec.measure.meters, meter_ctx, spec.measure.estimate)
     try:
         for meter in meters:

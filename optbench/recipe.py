@@ -83,6 +83,7 @@ class WorkloadSpec:
     dataset: str | None = None
     eval_samples: int | None = None
     calibration_samples: int = 128
+    train_samples: int | None = None
     seed: int = 0
 
 
@@ -206,7 +207,8 @@ class Recipe:
 # ---------------------------------------------------------------- parsing and validation
 
 TOP_KEYS = ("name", "model", "device", "workload", "backends", "variants", "sweep", "measure")
-WORKLOAD_KEYS = ("kind", "dataset", "eval_samples", "calibration_samples", "seed")
+WORKLOAD_KEYS = ("kind", "dataset", "eval_samples", "calibration_samples", "train_samples",
+                 "seed")
 SWEEP_KEYS = ("batch_sizes",)
 MEASURE_KEYS = ("preset", "meters", "timeout_s", "cpu_tdp_w", "estimate")
 
@@ -295,6 +297,7 @@ def _parse_workload(data: Mapping[str, Any]) -> WorkloadSpec:
         dataset=dataset,
         eval_samples=_positive(data, "eval_samples", "recipe.workload", None),
         calibration_samples=_positive(data, "calibration_samples", "recipe.workload", 128),
+        train_samples=_positive(data, "train_samples", "recipe.workload", None),
         seed=coerce(data.get("seed", 0), int, "recipe.workload.seed"),
     )
     return spec
@@ -376,8 +379,12 @@ def _parse_variants(data: Any) -> tuple[Variant, ...]:
             parsed.append(TransformStep(canonical, freeze(explicit)))
         stages = [TRANSFORMS.get(s.name).stage for s in parsed]
         if stages != sorted(stages):
-            order = " < ".join(s.name for s in sorted(set(stages)))
-            raise RecipeError(path, f"steps must be ordered by stage ({order})")
+            from optbench.transforms.base import Stage
+
+            order = " < ".join(stage.name.lower() for stage in Stage)
+            raise RecipeError(path, f"steps must be ordered by stage ({order}): "
+                              + ", ".join(f"{s.name}={st.name.lower()}"
+                                          for s, st in zip(parsed, stages)))
         variants.append(Variant(str(vname), tuple(parsed)))
     return tuple(variants)
 

@@ -38,6 +38,11 @@ class Availability:
         return self.ok
 
 
+def file_bytes(*paths: Path) -> int:
+    """Size on disk of a model's files (an OpenVINO IR is its .xml and .bin)."""
+    return sum(p.stat().st_size for p in paths if p.is_file())
+
+
 def module_availability(*modules: str, extra: str) -> Availability:
     """Available when every module can be found (without importing it)."""
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
@@ -79,12 +84,14 @@ class Backend(ABC):
         Config: frozen dataclass of this backend's options.
         formats: artifact formats `load` accepts.
         precisions: per device, the precisions this backend runs natively.
+        runs_qdq_int8: whether it runs a model already quantized by QAT (Q/DQ nodes).
     """
 
     name: ClassVar[str] = "base"
     Config: ClassVar[type] = BackendConfig
     formats: ClassVar[tuple[str, ...]] = ("torch",)
     precisions: ClassVar[dict[str, tuple[str, ...]]] = {"cpu": ("fp32",)}
+    runs_qdq_int8: ClassVar[bool] = False  # runs a QAT model's asymmetric int8 Q/DQ graph
 
     def __init__(self, config: Any = None, device: str = "cpu") -> None:
         self.config = config if config is not None else self.Config()

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from optbench.artifact import ModelArtifact
+from optbench.models.torchnet import eval_mode
 
 log = logging.getLogger(__name__)
 INPUT_NAME = "input"
@@ -36,7 +37,7 @@ def onnx_file(artifact: ModelArtifact, cache_dir: Path, dtype: str = "fp32") -> 
     log.info("exporting %s to ONNX (opset %d)", artifact.name, OPSET)
     with torch.inference_mode(False), torch.no_grad():
         torch.onnx.export(
-            artifact.module.eval(), (example,), str(tmp), dynamo=True,
+            eval_mode(artifact.module), (example,), str(tmp), dynamo=True,
             input_names=[INPUT_NAME], output_names=["output"],
             dynamic_shapes=({0: batch},), opset_version=OPSET, external_data=False,
         )

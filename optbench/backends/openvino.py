@@ -22,9 +22,11 @@ from optbench.backends.base import (
     Backend,
     BackendConfig,
     LoadContext,
+    file_bytes,
     module_availability,
 )
 from optbench.errors import Unavailable
+from optbench.models.torchnet import eval_mode, is_exported
 
 log = logging.getLogger(__name__)
 HINTS = {"fp32": "f32", "int8": "f32", "bf16": "bf16"}
@@ -47,12 +49,18 @@ def ir_file(artifact: ModelArtifact, cache_dir: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if artifact.format == "onnx":
         model = ov.convert_model(artifact.path)
+    elif artifact.quantization or is_exported(artifact.module):
+        # A QAT model goes through its Q/DQ ONNX export (OpenVINO reads Q/DQ as int8); so do
+        # other exported-program modules, which OpenVINO's TorchScript tracing cannot take.
+        from optbench.backends.onnx_export import onnx_file
+
+        model = ov.convert_model(str(onnx_file(artifact, cache_dir)))
     else:
         import torch
 
         with torch.no_grad():
             example = torch.zeros((1, *artifact.input_shape))
-            model = ov.convert_model(artifact.module.eval(), example_input=example)
+            model = ov.convert_model(eval_mode(artifact.module), example_input=example)
     tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.xml")
     # compress_to_fp16 defaults to True, which would make the "fp32" baseline fp16 weights.
     ov.save_model(model, str(tmp), compress_to_fp16=False)
@@ -79,6 +87,7 @@ class OpenVinoBackend(Backend):
     Config = OpenVinoConfig
     formats = ("torch", "onnx")
     precisions = {"cpu": ("fp32", "bf16", "int8")}
+    runs_qdq_int8 = True
 
     @classmethod
     def availability(cls) -> Availability:
@@ -94,7 +103,7 @@ class OpenVinoBackend(Backend):
                 raise Unavailable(f"this CPU has no native bf16 in OpenVINO (capabilities: "
                                   f"{', '.join(capabilities)})")
         path = ir_file(artifact, ctx.cache_dir)
-        if artifact.precision == "int8":
+        if artifact.precision == "int8" and not artifact.quantization:
             qpath = path.with_name(f"{artifact.digest}-int8-{self.config.nncf_preset}"
                                    f"-n{len(ctx.calibration)}.xml")
             if not qpath.is_file():
@@ -117,6 +126,8 @@ class OpenVinoBackend(Backend):
         self.compiled = core.compile_model(model, "CPU", self.properties)
         self.request = self.compiled.create_infer_request()
         self.precision = artifact.precision
+        self.path = ("QAT int8 (Q/DQ)" if artifact.quantization else "NNCF PTQ int8"
+                     if artifact.precision == "int8" else artifact.precision)
         self.model_path = path
         self.infer(self.prepare(np.zeros((ctx.batch_size, *artifact.input_shape), np.float32)))
 
@@ -142,5 +153,6 @@ class OpenVinoBackend(Backend):
                                "INFERENCE_NUM_THREADS", "NUM_STREAMS")}
         return {"name": self.name, "runtime": f"openvino {ov.__version__}",
                 "precision": self.precision, "model_file": self.model_path.name,
+                "model_bytes": file_bytes(self.model_path, self.model_path.with_suffix(".bin")),
                 "requested": self.properties, "effective": effective,
-                "path": "NNCF PTQ int8" if self.precision == "int8" else self.precision}
+                "path": self.path}

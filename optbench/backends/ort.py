@@ -23,6 +23,7 @@ from optbench.backends.base import (
     Backend,
     BackendConfig,
     LoadContext,
+    file_bytes,
     module_availability,
 )
 from optbench.backends.onnx_export import onnx_file
@@ -128,6 +129,7 @@ class OrtBackend(Backend):
     Config = OrtConfig
     formats = ("torch", "onnx")
     precisions = {"cpu": ("fp32", "int8"), "cuda": ("fp32", "fp16", "int8")}
+    runs_qdq_int8 = True
 
     @classmethod
     def availability(cls) -> Availability:
@@ -174,6 +176,7 @@ class OrtBackend(Backend):
         self.input_dtype = np.float16 if artifact.precision == "fp16" else np.float32
         self.on_gpu = provider != "cpu"
         self.model_path, self.precision, self.provider = path, artifact.precision, provider
+        self.quantized_by_training = bool(artifact.quantization)
         self.infer(self.prepare(np.zeros((ctx.batch_size, *artifact.input_shape), np.float32)))
 
     def _model_file(self, artifact: ModelArtifact, ctx: LoadContext) -> Path:
@@ -185,8 +188,8 @@ class OrtBackend(Backend):
             cast = copy.deepcopy(artifact.module).half()
             return onnx_file(artifact.derive("onnx-fp16", module=cast), ctx.cache_dir, "fp16")
         path = onnx_file(artifact, ctx.cache_dir)
-        if artifact.precision != "int8":
-            return path
+        if artifact.precision != "int8" or artifact.quantization:
+            return path  # float, or already Q/DQ from quantization-aware training
         cfg = self.config
         qpath = ctx.cache_dir / "onnx" / (
             f"{artifact.digest}-int8-{cfg.calibration_method}"
@@ -239,8 +242,11 @@ class OrtBackend(Backend):
 
         path = {"int8": "quantize_static QDQ u8/s8", "fp16": "fp16 export"}.get(
             self.precision, "fp32")
+        if self.quantized_by_training:
+            path = "QAT int8 (Q/DQ)"
         return {"name": self.name, "runtime": f"onnxruntime {ort.__version__}",
                 "providers": self.session.get_providers(), "threads": self.threads,
                 "precision": self.precision, "model_file": self.model_path.name,
+                "model_bytes": file_bytes(self.model_path),
                 "io_binding": self.on_gpu,
                 "timing_excludes_host_copies": self.on_gpu, "path": f"{path} ({self.provider})"}

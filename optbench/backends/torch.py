@@ -29,6 +29,7 @@ from optbench.backends.base import (
     LoadContext,
     module_availability,
 )
+from optbench.models.torchnet import eval_mode
 
 log = logging.getLogger(__name__)
 TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "float32"}
@@ -79,6 +80,7 @@ class TorchBackend(Backend):
     Config = TorchConfig
     formats = ("torch",)
     precisions = {"cpu": ("fp32", "bf16", "int8"), "cuda": ("fp32", "fp16", "bf16")}
+    runs_qdq_int8 = True
 
     @classmethod
     def availability(cls) -> Availability:
@@ -111,10 +113,16 @@ class TorchBackend(Backend):
         self.dtype = getattr(torch, TORCH_DTYPES[artifact.precision])
         self.memory_format = (torch.channels_last if self.config.channels_last
                               else torch.contiguous_format)
-        module = copy.deepcopy(artifact.module).eval().to(self.torch_device)
+        module = eval_mode(copy.deepcopy(artifact.module)).to(self.torch_device)
         example = torch.zeros((ctx.batch_size, *artifact.input_shape), device=self.torch_device)
         started = time.monotonic()
-        if artifact.precision == "int8":
+        if artifact.quantization == "qat-qdq":
+            import torch._inductor.config as inductor_config
+
+            inductor_config.freezing = True  # inductor then lowers the Q/DQ pattern to int8
+            model = torch.compile(module)
+            self.path = "torchao pt2e QAT int8 + inductor (freezing)"
+        elif artifact.precision == "int8":
             batches = [torch.from_numpy(b) for b in
                        calibration_batches(list(ctx.calibration), ctx.batch_size)]
             model = quantize_pt2e_int8(module, example, batches)
@@ -126,6 +134,10 @@ class TorchBackend(Backend):
             mode = "torch.compile" if self.config.compile else "eager"
             self.path = f"{mode} {artifact.precision}"
         self.model = model
+        # PTQ int8 weights exist only inside the compiled graph; their size is not read here.
+        self.weight_bytes = (None if self.path.startswith("torchao pt2e X86") else
+                             sum(t.numel() * t.element_size() for t in module.state_dict().values()
+                                 if torch.is_tensor(t)))
         self.synchronize()
         self.model(self.prepare(example.cpu().numpy()))
         self.synchronize()
@@ -176,7 +188,8 @@ class TorchBackend(Backend):
         info = {"name": self.name, "runtime": f"torch {torch.__version__}", "path": self.path,
                 "threads": self.threads, "compile": self.config.compile,
                 "channels_last": self.config.channels_last,
-                "load_and_first_inference_s": round(self.first_inference_s, 3)}
+                "load_and_first_inference_s": round(self.first_inference_s, 3),
+                "model_bytes": self.weight_bytes}
         if self.device == "cuda":
             info["gpu"] = torch.cuda.get_device_name()
             info["tf32"] = torch.backends.cudnn.allow_tf32

@@ -25,6 +25,7 @@ CARD_DIR = Path(__file__).parent / "cards"
 CARD_KEYS = (
     "name", "task", "summary", "builder", "input_shape", "input_dtype", "num_outputs",
     "dataset", "mean", "std", "reference_quality", "weights", "requires", "hidden", "options",
+    "student",
 )
 
 
@@ -47,6 +48,7 @@ class ModelCard:
     requires: tuple[str, ...] = ()
     hidden: bool = False
     options: dict[str, Any] = field(default_factory=dict)
+    student: str = ""
     path: str = ""
 
 
@@ -86,6 +88,7 @@ def load_card(path: Path) -> ModelCard:
         requires=tuple(data.get("requires", ())),
         hidden=bool(data.get("hidden", False)),
         options=dict(data.get("options", {})),
+        student=data.get("student", ""),
         path=str(path),
     )
 

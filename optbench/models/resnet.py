@@ -176,3 +176,8 @@ def build_resnet50(card: ModelCard, weights: str | None, cache: Path) -> ModelAr
         trained = False
         log.warning("resnet50: %s; quality is top-1 agreement with the fp32 reference", description)
     return torch_artifact(card, module, description, trained)
+
+
+def student(card: ModelCard, width: float) -> Any:
+    """A narrower ResNet-50 for distillation: `width` x the channels of every stage."""
+    return resnet50(card.num_outputs, max(8, round(64 * width)))

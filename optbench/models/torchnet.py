@@ -30,6 +30,23 @@ def module_facts(module: Any) -> dict[str, Any]:
     return {"parameters": count, "nonzero_parameters": nonzero, "parameter_bytes": size}
 
 
+def is_exported(module: Any) -> bool:
+    """True for the graph module of a torch.export program (pruned or QAT models)."""
+    import torch
+
+    return isinstance(module, torch.fx.GraphModule)
+
+
+def eval_mode(module: Any) -> Any:
+    """`module.eval()`, except for exported graph modules (they refuse it, and are already
+    captured in eval mode)."""
+    try:
+        module.eval()
+    except NotImplementedError:
+        pass
+    return module
+
+
 def save_state(module: Any, path: Any) -> None:
     """torch.save of the state_dict through a temporary file, so a crash leaves no half file."""
     import os

@@ -149,3 +149,41 @@ def front_marks(row: dict[str, Any], group: Group) -> str:
     codes = (("energy_per_sample_j", "E"), ("latency_p99_s", "L"), ("throughput_per_s", "T"))
     marks = "".join(code for key, code in codes if row["run_id"] in group.fronts.get(key, set()))
     return marks + ("3" if row["run_id"] in group.front3 else "")
+
+
+def reference_for(row: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The untransformed fp32 run of the same model, backend, batch, device and machine."""
+    for other in rows:
+        if (other["status"] == "ok" and not other.get("lineage")
+                and other.get("precision") == "fp32"
+                and all(other.get(k) == row.get(k)
+                        for k in ("model", "backend", "batch_size", "device", "env_id"))):
+            return other
+    return None
+
+
+def add_break_even(rows: list[dict[str, Any]]) -> None:
+    """For every run of a trained variant: the inferences after which its per-sample energy
+    saving over the untransformed fp32 run repays the energy spent training it.
+
+    None with a note when it never does (no saving), or when a figure is missing.
+    """
+    for row in rows:
+        row["break_even_samples"], row["break_even_note"] = None, None
+        if row["status"] != "ok" or not row.get("training"):
+            continue
+        ref = reference_for(row, rows)
+        spent, energy = row.get("training_energy_j"), row.get("energy_per_sample_j")
+        if ref is None:
+            row["break_even_note"] = "no untransformed fp32 run to compare with"
+        elif spent is None:
+            row["break_even_note"] = "training energy not measured"
+        elif energy is None or ref.get("energy_per_sample_j") is None:
+            row["break_even_note"] = "inference energy not measured"
+        elif (saving := ref["energy_per_sample_j"] - energy) <= 0:
+            row["break_even_note"] = "never: no per-sample energy saving"
+        else:
+            row["break_even_samples"] = spent / saving
+            ia, ib = interval(row), interval(ref)
+            if ia is not None and ib is not None and ia[0] <= ib[1] and ib[0] <= ia[1]:
+                row["break_even_note"] = "saving within measurement noise (95% CIs overlap)"

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from optbench.carbon import CarbonSettings
+from optbench.report.analysis import add_break_even
 from optbench.results.store import Store, StoredRun
 from optbench.results.summary import summarize_run
 
@@ -53,6 +54,7 @@ def load(outs: list[Path], carbon: CarbonSettings, price_per_kwh: float | None) 
                     data.recipes.append(row["recipe"])
         finally:
             store.close()
+    add_break_even(data.rows)
     if len(data.environments) > 1:
         for row in data.rows:
             row["env_label"] = env_label(data.environments[row["env_id"]])

@@ -19,13 +19,18 @@ from optbench.report.data import ReportData
 from optbench.report.recommend import Recommendation, label
 from optbench.report.text import (
     BOUNDARY,
+    MAKING_HEAD,
     QUALITY_NOTES,
+    SPARSITY_NOTE,
     environment_summary,
     fmt,
+    making_cells,
+    mentions_unstructured,
     packages_summary,
     pct,
     provenance,
     run_label,
+    shows_making,
 )
 
 PLOTS = (
@@ -184,6 +189,21 @@ def table(group: Group) -> str:
     return "".join(out) + "</tbody></table>"
 
 
+def making_table(rows: list[dict[str, Any]]) -> str:
+    """What each model is, what it cost to make, and when that energy is paid back."""
+    out = ['<h3>What each model cost to make</h3><p class="note">Break-even: inferences '
+           "after which the per-sample energy saving over the same backend's untransformed "
+           'fp32 run repays the training energy.</p><table><thead><tr>'
+           + "".join(f"<th>{esc(h)}</th>" for h in MAKING_HEAD) + "</tr></thead><tbody>"]
+    for r in sorted(rows, key=lambda r: (r["backend"], r["variant"], r["batch_size"])):
+        out.append("<tr>" + "".join(f'<td class="l">{esc(c)}</td>' for c in making_cells(r))
+                   + "</tr>")
+    out.append("</tbody></table>")
+    if mentions_unstructured(rows):
+        out.append(f'<p class="note">{esc(SPARSITY_NOTE)}</p>')
+    return "".join(out)
+
+
 def recommendation_html(rec: Recommendation) -> str:
     if rec.best is None:
         items = "".join(f"<li>{esc(run_label(r))}: {esc(why)}</li>" for r, why in rec.rejected)
@@ -223,6 +243,8 @@ def render_html(data: ReportData, groups: list[Group], recs: list[Recommendation
                     "front is drawn separately). Whiskers: 95% confidence interval over "
                     "trials. Hover a point for its provenance.</p>")
         body.append(table(group))
+        if shows_making(group.rows):
+            body.append(making_table(group.rows))
     others = [r for r in data.rows if r["status"] != "ok"]
     if others:
         body.append("<h2>Skipped and failed</h2><table><thead><tr><th>model</th><th>backend"

@@ -10,13 +10,18 @@ from optbench.report.data import ReportData
 from optbench.report.recommend import Recommendation, label
 from optbench.report.text import (
     BOUNDARY,
+    MAKING_HEAD,
     QUALITY_NOTES,
+    SPARSITY_NOTE,
     environment_summary,
     fmt,
+    making_cells,
+    mentions_unstructured,
     packages_summary,
     pct,
     provenance,
     run_label,
+    shows_making,
 )
 
 
@@ -92,6 +97,8 @@ def group_section(group: Group, rec: Recommendation, figures: list[str]) -> list
     lines += ["", "Fronts: E = energy vs quality, L = latency p99 vs quality, T = throughput "
               "vs quality, 3 = non-dominated in (energy, latency p99, quality). ≈ lists "
               "configurations whose 95% energy intervals overlap (not distinguishable).", ""]
+    if shows_making(group.rows):
+        lines += making_lines(group.rows)
     lines += [f"![{p}]({p})" for p in figures if p.endswith(".png")] + [""]
     if any(not measured(r) for r in group.rows):
         lines += ["Hollow markers: estimated energy (its front is computed separately; a "
@@ -123,3 +130,17 @@ def table_row(r: dict[str, Any], group: Group, split: bool, envs: bool, priced: 
         cols.append(fmt(r.get("cost_per_1000")))
     cols += [marks, cell(same)]
     return "| " + " | ".join(cols) + " |"
+
+
+def making_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """What each model is, what it cost to make, and when that energy is paid back."""
+    lines = ["What each model is and what it cost to make. Break-even: inferences after which "
+             "its per-sample energy saving over the same backend's untransformed fp32 run "
+             "repays its training energy.", "",
+             "| " + " | ".join(MAKING_HEAD) + " |", "|" + "---|" * len(MAKING_HEAD)]
+    for r in sorted(rows, key=lambda r: (r["backend"], r["variant"], r["batch_size"])):
+        lines.append("| " + " | ".join(cell(c) for c in making_cells(r)) + " |")
+    lines.append("")
+    if mentions_unstructured(rows):
+        lines += [SPARSITY_NOTE, ""]
+    return lines

@@ -60,3 +60,43 @@ def provenance(row: dict[str, Any]) -> str:
     if row.get("precision_path"):
         parts.append(f"path: {row['precision_path']}")
     return "; ".join(parts)
+
+
+SPARSITY_NOTE = (
+    "Unstructured pruning leaves every weight tensor its dense size and these runtimes do "
+    "not skip zeros, so it is not expected to save time or energy by itself: a difference "
+    "from the fp32 run of the same backend is run-to-run variation unless repeated "
+    "measurements show otherwise. It shrinks only the compressed file. Structured pruning "
+    "removes channels, so parameters, MACs and latency really fall."
+)
+MAKING_HEAD = ("backend", "variant", "lineage", "parameters", "MACs", "model KB",
+               "training J (method)", "training s", "break-even inferences")
+
+
+def break_even_text(row: dict[str, Any]) -> str:
+    if not row.get("training"):
+        return "- (no training)"
+    value, note = row.get("break_even_samples"), row.get("break_even_note")
+    text = "-" if value is None else f"{value:,.0f}"
+    return f"{text} ({note})" if note else text
+
+
+def making_cells(row: dict[str, Any]) -> list[str]:
+    """What a row's model is and what it cost to make, as table cells."""
+    spent = row.get("training_energy_j")
+    training = "-" if not row.get("training") else (
+        f"{fmt(spent, 1, 4)} ({row.get('training_energy_method')})"
+        + (", budget spent" if row.get("training_budget_exhausted") else ""))
+    size = row.get("model_bytes")
+    return [str(row["backend"]), str(row["variant"]), row.get("lineage") or "-",
+            fmt(row.get("parameters"), 1, 4), fmt(row.get("macs"), 1, 4),
+            fmt(None if size is None else size / 1024), training,
+            fmt(row.get("training_s")), break_even_text(row)]
+
+
+def shows_making(rows: list[dict[str, Any]]) -> bool:
+    return any(r.get("lineage") for r in rows)
+
+
+def mentions_unstructured(rows: list[dict[str, Any]]) -> bool:
+    return any("unstructured" in (r.get("lineage") or "") for r in rows)

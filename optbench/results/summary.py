@@ -23,7 +23,9 @@ EXPORT_COLUMNS = (
     "energy_gpu_per_sample_j", "energy_cpu_per_sample_j", "idle_power_w",
     "net_energy_per_sample_j", "energy_flags", "energy_reason", "energy_per_1000_wh",
     "co2_g_per_1000", "carbon_intensity_g_per_kwh", "pue", "cost_per_1000", "price_per_kwh",
-    "sample_unit", "weights",
+    "sample_unit", "weights", "lineage", "parameters", "macs", "model_bytes",
+    "training_energy_j", "training_energy_method", "training_s", "training_budget_exhausted",
+    "break_even_samples", "break_even_note",
     "precision_path", "env_id", "git_sha", "started_at",
 )
 GPU_PREFIX = "gpu:"
@@ -127,6 +129,8 @@ def summarize_run(run: StoredRun, carbon: CarbonSettings | None = None,
         rates = summarize([t.samples / t.window_s for t in loads])
         row.update(throughput_per_s=rates.median, throughput_ci95_per_s=rates.ci95)
     row.update(energy_summary(result.trials))
+    row.update(model_facts(result.artifact))
+    row["model_bytes"] = result.backend.get("model_bytes")
     by_channel = row["energy_per_sample_by_channel_j"]
     gpu = [v for c, v in by_channel.items() if c.startswith(GPU_PREFIX)]
     cpu = [v for c, v in by_channel.items() if not c.startswith(GPU_PREFIX) and c != "psys"]
@@ -144,6 +148,28 @@ def summarize_run(run: StoredRun, carbon: CarbonSettings | None = None,
     if result.status != "ok":
         row["energy_method"] = None
     return row
+
+
+def model_facts(artifact: dict[str, Any]) -> dict[str, Any]:
+    """What the artifact is and what making it cost: lineage, size, and the summed energy and
+    time of its training transforms (a cached artifact still carries what it cost to make)."""
+    records = artifact.get("training", [])
+    energies = [r.get("energy_j") for r in records]
+    out: dict[str, Any] = {
+        "lineage": " > ".join(artifact.get("lineage", [])),
+        "precision": artifact.get("precision"),
+        "parameters": artifact.get("parameters"), "macs": artifact.get("macs"),
+        "training": records, "training_energy_j": None, "training_energy_method": None,
+        "training_s": None, "training_budget_exhausted": None,
+    }
+    if records:
+        out["training_energy_j"] = (None if any(e is None for e in energies)
+                                    else float(sum(energies)))  # type: ignore[arg-type]
+        out["training_energy_method"] = weakest_method([r.get("energy_method", "unavailable")
+                                                        for r in records])
+        out["training_s"] = float(sum(r.get("seconds", 0.0) for r in records))
+        out["training_budget_exhausted"] = any(r.get("budget_exhausted") for r in records)
+    return out
 
 
 def method_rank(method: str | None) -> int:

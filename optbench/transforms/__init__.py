@@ -5,6 +5,12 @@ from optbench.registry import Registry
 TRANSFORMS: Registry = Registry(
     "transform", "optbench.transforms.base:Transform", "optbench.transforms"
 )
+TRANSFORMS.register("distill", "optbench.transforms.distill:Distill", aliases=("kd",),
+                    summary="knowledge distillation into a narrower student (model card builder)")
+TRANSFORMS.register("prune", "optbench.transforms.prune:Prune",
+                    summary="magnitude pruning: unstructured, or structured (channels removed)")
+TRANSFORMS.register("qat", "optbench.transforms.qat:Qat",
+                    summary="quantization-aware training to int8 (torchao pt2e), Q/DQ for all")
 TRANSFORMS.register("int8", "optbench.transforms.precision:Int8", aliases=("ptq", "ptq-int8"),
                     summary="post-training static int8 through each runtime's own toolchain")
 TRANSFORMS.register("fp16", "optbench.transforms.precision:Fp16", aliases=("half",),

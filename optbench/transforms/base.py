@@ -1,13 +1,16 @@
 """The Transform contract: an ordered step from one ModelArtifact to the next.
 
-Stages order a pipeline: TRAIN (QAT, distillation) < WEIGHTS (pruning) < RUNTIME
-(precision, batching). A step a backend cannot run makes the run a `skipped` record.
+Stages order a pipeline: ARCHITECTURE (distillation into a smaller student) < WEIGHTS
+(pruning) < QUANTIZATION (quantization-aware training) < RUNTIME (precision for the
+backend's own toolchain). So `distill+prune+qat` and `prune+int8` are valid, and a step a
+backend cannot run makes the run a `skipped` record with the reason.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
 from typing import Any, ClassVar
@@ -17,9 +20,10 @@ from optbench.backends.base import Availability
 
 
 class Stage(IntEnum):
-    TRAIN = 0
+    ARCHITECTURE = 0
     WEIGHTS = 1
-    RUNTIME = 2
+    QUANTIZATION = 2
+    RUNTIME = 3
 
 
 @dataclass(frozen=True)
@@ -29,12 +33,23 @@ class TransformConfig:
 
 @dataclass
 class TransformContext:
-    """What a transform may use: the target backend class, device, workload and cache."""
+    """What a transform may use.
+
+    Attributes:
+        backend: the target backend class (for `supports`).
+        device: where the run executes; training runs there too.
+        workload: data (training split, calibration) and the quality metric.
+        cache_dir: root of the cache; trained artifacts are kept under `transforms/`.
+        card: the model card, when the model has one (students are built from it).
+        meters: makes the meters that meter training, as the run's own are chosen.
+    """
 
     backend: type
     device: str
     workload: Any
     cache_dir: Path
+    card: Any = None
+    meters: Callable[[], list[Any]] = field(default=lambda: [])
 
 
 class Transform(ABC):

@@ -26,6 +26,7 @@ class PrecisionTransform(Transform):
             )
         return backend.supports(artifact.format, self.precision, device)
 
+
     def apply(self, artifact: ModelArtifact, ctx: TransformContext) -> ModelArtifact:
         return artifact.derive(self.name, precision=self.precision)
 

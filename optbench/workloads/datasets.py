@@ -156,10 +156,11 @@ def load_images(
 
 def load_imagefolder(
     root: Path, shape: tuple[int, ...], mean: tuple[float, ...], std: tuple[float, ...],
-    eval_cap: int | None, calibration: int, seed: int, cache: Path,
+    eval_cap: int | None, calibration: int, seed: int, cache: Path, train: int = 0,
 ) -> Split:
     """An ImageFolder tree. With train/ and val/ subfolders those are the splits; otherwise a
-    seeded, disjoint split: `calibration` images for calibration, the rest for evaluation."""
+    seeded, disjoint split: max(`calibration`, `train`) images (at most half) form the
+    training split, which calibration samples from; the rest is for evaluation."""
     if len(shape) != 3:
         raise UsageError(f"imagefolder needs a (channels, height, width) model input, got {shape}")
     rng = np.random.default_rng(seed)
@@ -172,16 +173,16 @@ def load_imagefolder(
     else:
         items, classes = list_imagefolder(root)
         order = rng.permutation(len(items))
-        n_cal = min(calibration, len(items) // 2)
-        train_items = [items[i] for i in order[:n_cal]]
-        eval_items = [items[i] for i in order[n_cal:]]
+        n_train = min(max(calibration, train), len(items) // 2)
+        train_items = [items[i] for i in order[:n_train]]
+        eval_items = [items[i] for i in order[n_train:]]
         source = (f"ImageFolder {root}, {len(classes)} classes, seeded split: "
-                  f"{n_cal} calibration / {len(eval_items)} evaluation images")
+                  f"{n_train} training and calibration / {len(eval_items)} evaluation images")
     if eval_cap is not None and len(eval_items) > eval_cap:
         # A seeded subset keeps every class in play, unlike the first N files in order.
         eval_items = [eval_items[i] for i in np.sort(rng.permutation(len(eval_items))[:eval_cap])]
-    if len(train_items) > calibration:
-        keep = np.sort(rng.permutation(len(train_items))[:calibration])
+    if len(train_items) > max(calibration, train):
+        keep = np.sort(rng.permutation(len(train_items))[:max(calibration, train)])
         train_items = [train_items[i] for i in keep]
     test_x = load_images([p for p, _ in eval_items], shape, mean, std, cache)
     train_x = load_images([p for p, _ in train_items], shape, mean, std, cache)

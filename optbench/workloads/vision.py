@@ -61,7 +61,7 @@ class VisionClassification(Workload):
             root = Path(self.dataset.partition(":")[2]).expanduser()
             return load_imagefolder(root, shape, self.artifact.mean, self.artifact.std,
                                     self.eval_cap, self.spec.calibration_samples, self.spec.seed,
-                                    self.cache)
+                                    self.cache, train=self.spec.train_samples or 0)
         n_eval = self.eval_cap or 256
         return Split(
             synthetic(shape, self.spec.calibration_samples, self.spec.seed + 1), None,
@@ -81,7 +81,12 @@ class VisionClassification(Workload):
     def train_split(self) -> tuple[np.ndarray, np.ndarray] | None:
         if self.split.train_y is None:
             return None
-        return self.split.train_x, self.split.train_y
+        x, y = self.split.train_x, self.split.train_y
+        n = self.spec.train_samples
+        if n is not None and n < len(x):
+            idx = np.sort(np.random.default_rng(self.spec.seed).permutation(len(x))[:n])
+            x, y = x[idx], y[idx]
+        return x, y
 
     def quality(self, outputs: np.ndarray, reference: np.ndarray | None) -> Quality:
         labels = self.split.test_y

@@ -160,3 +160,44 @@ def test_python_api_dataframe(markup_store):
     assert len(df) == 4 and {"backend", "variant", "energy_per_sample_j"} <= set(df.columns)
     (rec,) = ob.recommend(markup_store, objective="latency")
     assert rec.best is not None
+
+
+def test_break_even_is_hand_checkable_and_the_report_shows_it(tmp_path):
+    """fp32: 10 mJ/image; pruned: 4 mJ/image after 30 J of fine-tuning -> 30 / 0.006 = 5,000
+    inferences to repay; a variant with no saving never repays."""
+    base = parse_recipe({"name": "hand", "model": "fake-mlp", "backends": ["fake"],
+                         "variants": {"fp32": [], "pruned": ["int8"], "worse": ["int8"]},
+                         "measure": {"preset": "smoke"}})
+    store = Store.open(tmp_path)
+    store.put_environment("env", {"hostname": "box", "cpu": {"model": "cpu"}})
+    made = {"energy_j": 30.0, "energy_method": "measured-counter", "seconds": 12.0,
+            "budget_exhausted": False, "transform": "prune-structured"}
+    values = {"fp32": (0.98, 10.0, ()), "pruned": (0.975, 4.0, (made,)),
+              "worse": (0.97, 12.0, ({**made, "energy_method": "estimated"},))}
+    for spec in base.expand("cpu"):
+        top1, joules, training = values[spec.variant.name]
+        result = known_result(top1, joules, 1000, 0.003)
+        lineage = [] if not training else ["prune(structured,0.5)"]
+        result.artifact.update(precision="fp32", lineage=lineage, training=list(training),
+                               parameters=1000 if not training else 250)
+        store.add_run(spec.to_dict(), spec.key(), "env", result, git_sha=None, git_dirty=None,
+                      started_at="t", finished_at="t", wall_s=1.0, log_path=None)
+    store.close()
+    cli = CliRunner()
+    rows = {r["variant"]: r for r in __import__("json").loads(cli.invoke(
+        app, ["export", "--format", "json", "--out", str(tmp_path)]).stdout)}
+    assert rows["pruned"]["break_even_samples"] == pytest.approx(5000)
+    assert rows["pruned"]["training_energy_j"] == 30.0
+    assert rows["pruned"]["training_energy_method"] == "measured-counter"
+    assert rows["worse"]["break_even_samples"] is None
+    assert rows["worse"]["break_even_note"] == "never: no per-sample energy saving"
+    assert rows["worse"]["training_energy_method"] == "estimated"
+    assert rows["fp32"]["break_even_samples"] is None and rows["fp32"]["training"] == []
+    assert cli.invoke(app, ["report", "--out", str(tmp_path)]).exit_code == 0
+    report = (tmp_path / "hand" / "report.md").read_text()
+    assert "| fake | pruned | prune(structured,0.5) | 250 |" in report
+    assert "30 (measured-counter) | 12 | 5,000 |" in report
+    assert "never: no per-sample energy saving" in report
+    assert "Unstructured pruning leaves" not in report  # nothing unstructured here
+    page = (tmp_path / "hand" / "index.html").read_text()
+    assert "What each model cost to make" in page and "5,000" in page
