@@ -4,7 +4,7 @@
 #        (add vLLM with --build-arg WITH_VLLM=1; it brings its own torch)
 # Run (GPU; powercap mounted read-only so RAPL works, results and cache kept on the host):
 #   docker run --rm --gpus all -v /sys/class/powercap:/sys/class/powercap:ro \
-#     -v "$PWD/reports:/work/reports" -v optbench-cache:/cache \
+#     -v "$PWD/reports:/optbench/reports" -v optbench-cache:/cache \
 #     optbench:gpu compare --model resnet50 --backends ort,trt,torch --int8 --fp16
 # The entry point is `optbench`; every subcommand and flag works as on the host.
 
@@ -19,8 +19,8 @@ COPY recipes ./recipes
 # PyTorch's CPU index: torch 2.13.0+cpu satisfies the pin without GBs of CUDA wheels.
 RUN python -m pip install --extra-index-url https://download.pytorch.org/whl/cpu \
       -c constraints.txt ".[cpu]"
-WORKDIR /work
-VOLUME ["/cache", "/work/reports"]
+WORKDIR /optbench
+VOLUME ["/cache", "/optbench/reports"]
 ENTRYPOINT ["optbench"]
 CMD ["--help"]
 
@@ -42,7 +42,7 @@ RUN grep -v -E '^(onnxruntime|openvino|nncf)==' constraints.txt > /tmp/constrain
  && pip install -c /tmp/constraints-gpu.txt ".[torch,data,report,nvml]" onnx onnxscript \
       "onnxruntime-gpu>=1.22" "tensorrt>=10.9,<11" \
  && if [ "$WITH_VLLM" = "1" ]; then pip install vllm; fi
-WORKDIR /work
-VOLUME ["/cache", "/work/reports"]
+WORKDIR /optbench
+VOLUME ["/cache", "/optbench/reports"]
 ENTRYPOINT ["optbench"]
 CMD ["--help"]
