@@ -80,8 +80,14 @@ def compare(
     batch_sizes: str = typer.Option("1", "--batch-sizes", help="comma-separated, e.g. 1,8"),
     preset: str = typer.Option("quick", "--preset", help="quick | standard | rigorous"),
     dataset: Optional[str] = typer.Option(None, "--data", help="mnist | synthetic | "
-                                          "imagefolder:<path> (default: the model card's)"),
-    eval_samples: Optional[int] = typer.Option(None, "--eval-samples"),
+                                          "imagefolder:<path> | pydocs | textfile:<path> "
+                                          "(default: the model card's)"),
+    eval_samples: Optional[int] = typer.Option(None, "--eval-samples",
+                                               help="images, or prompts for text models"),
+    new_tokens: Optional[int] = typer.Option(None, "--new-tokens",
+                                             help="text models: tokens per request (32)"),
+    prompt_tokens: Optional[int] = typer.Option(None, "--prompt-tokens",
+                                                help="text models: prompt length (32)"),
     weights: Optional[str] = typer.Option(None, "--weights", help="weights file for the model"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     cpu_tdp_w: Optional[float] = typer.Option(None, "--cpu-tdp-w",
@@ -117,8 +123,9 @@ def compare(
         "measure": {"preset": preset, "timeout_s": timeout_s, "meters": _split(meters),
                     "estimate": not no_estimate,
                     **({"cpu_tdp_w": cpu_tdp_w} if cpu_tdp_w else {})},
-        "workload": {k: v for k, v in (("dataset", dataset), ("eval_samples", eval_samples))
-                     if v is not None},
+        "workload": {k: v for k, v in (("dataset", dataset), ("eval_samples", eval_samples),
+                                       ("new_tokens", new_tokens),
+                                       ("prompt_tokens", prompt_tokens)) if v is not None},
     }
     options = _report_options(region, carbon_intensity, pue, price_per_kwh,
                               mlflow_uri=_mlflow(mlflow, mlflow_uri))

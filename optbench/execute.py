@@ -21,13 +21,14 @@ from typing import Any
 from optbench.backends import BACKENDS
 from optbench.backends.base import LoadContext
 from optbench.errors import OptbenchError, Unavailable
+from optbench.generation import GenerationLoop
 from optbench.loop import PRESETS, MeasuredLoop
 from optbench.meters.base import MeterContext
 from optbench.meters.select import select_meters
 from optbench.models import build_model, resolve_model
 from optbench.options import build_config
 from optbench.recipe import RunSpec
-from optbench.reference import reference_outputs
+from optbench.reference import reference_generation, reference_outputs
 from optbench.results.schema import Metric, RunResult, Trial
 from optbench.transforms import TRANSFORMS
 from optbench.transforms.base import TransformContext
@@ -111,10 +112,14 @@ def execute(spec: RunSpec, cache: Path, on_phase: Callable[[str], None],
         return RunResult("skipped", supported.reason, artifact=artifact.describe())
     phases["transforms_s"] = time.monotonic() - t
 
+    generative = getattr(workload, "generative", False)
     on_phase("loading data and fp32 reference")
     t = time.monotonic()
     inputs = workload.eval_inputs()
-    reference = reference_outputs(base, inputs, cache)
+    if generative:
+        reference = reference_generation(base, inputs, workload.new_tokens, cache)
+    else:
+        reference = reference_outputs(base, inputs, cache)
     calibration = workload.calibration_inputs() if artifact.precision == "int8" else []
     phases["reference_s"] = time.monotonic() - t
 
@@ -133,8 +138,14 @@ def execute(spec: RunSpec, cache: Path, on_phase: Callable[[str], None],
     try:
         for meter in meters:
             meter.open()
-        loop = MeasuredLoop(backend, spec.batch_size, meters, protocol, on_phase=on_phase)
-        out = loop.run(inputs, served)
+        if generative:
+            loop: MeasuredLoop = GenerationLoop(backend.causal_lm(), spec.batch_size,
+                                                workload.new_tokens, meters, protocol,
+                                                on_phase=on_phase)
+            out = loop.run_text(inputs, workload.perplexity_windows, served)
+        else:
+            loop = MeasuredLoop(backend, spec.batch_size, meters, protocol, on_phase=on_phase)
+            out = loop.run(inputs, served)
         backend_info = backend.describe()
     finally:
         for meter in meters:
@@ -147,7 +158,8 @@ def execute(spec: RunSpec, cache: Path, on_phase: Callable[[str], None],
         status="ok",
         quality_metric=quality.primary,
         quality_higher_is_better=quality.higher_is_better,
-        metrics=[*quality.metrics, Metric("eval_samples", float(len(inputs)), "samples")],
+        metrics=[*quality.metrics, Metric("eval_samples", float(len(inputs)),
+                                          "prompts" if generative else "samples")],
         latencies_s=out.latencies_s,
         device_latencies_s=out.device_latencies_s,
         trials=out.trials,
@@ -159,6 +171,7 @@ def execute(spec: RunSpec, cache: Path, on_phase: Callable[[str], None],
             "warmup": out.warmup,
             "protocol": protocol.name,
             "window_s": out.window_s,
+            **({"generation": out.generation} if out.generation else {}),
         },
         phases_s={k: round(v, 3) for k, v in phases.items()},
     )

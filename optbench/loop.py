@@ -11,7 +11,8 @@ monotonic clock in nanoseconds, injected for tests.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +86,7 @@ class LoopOutput:
     warmup: dict[str, Any]
     window_s: float
     phases_s: dict[str, float] = field(default_factory=dict)
+    generation: dict[str, Any] = field(default_factory=dict)  # text runs: TTFT, TPOT, ...
 
 
 def make_batches(x: np.ndarray, batch_size: int) -> tuple[list[np.ndarray], int]:
@@ -133,31 +135,32 @@ class MeasuredLoop:
         batches, n_eval = make_batches(eval_inputs, self.batch_size)
         prepared = [self.backend.prepare(b) for b in batches]
 
-        t = self.clock()
-        self.on_phase("warm-up")
-        warmup = self.warm_up(prepared)
-        phases["warmup_s"] = (self.clock() - t) / 1e9
-
-        t = self.clock()
-        self.on_phase("accuracy pass")
-        outputs = np.concatenate([self.backend.to_numpy(self.backend.infer(p)) for p in prepared])
-        outputs = outputs[:n_eval]
-        phases["accuracy_s"] = (self.clock() - t) / 1e9
-
-        t = self.clock()
-        self.on_phase("latency pass")
-        latencies, device_latencies = self.latency_pass(prepared)
-        phases["latency_s"] = (self.clock() - t) / 1e9
-
-        t = self.clock()
-        self.on_phase("energy trials")
-        window_s = self.window_s()
-        if served is None:
-            trials = self.energy_trials(prepared, window_s)
-        else:
-            trials = self.served_trials(prepared, window_s, served)
-        phases["trials_s"] = (self.clock() - t) / 1e9
+        with self.phase(phases, "warmup_s", "warm-up"):
+            warmup = self.warm_up(prepared)
+        with self.phase(phases, "accuracy_s", "accuracy pass"):
+            outputs = np.concatenate([self.backend.to_numpy(self.backend.infer(p))
+                                      for p in prepared])[:n_eval]
+        with self.phase(phases, "latency_s", "latency pass"):
+            latencies, device_latencies = self.latency_pass(prepared)
+        trials, window_s = self.trials_phase(prepared, served, phases)
         return LoopOutput(outputs, latencies, device_latencies, trials, warmup, window_s, phases)
+
+    @contextmanager
+    def phase(self, phases: dict[str, float], key: str, label: str) -> Iterator[None]:
+        """Announce a phase and record its duration in seconds under `key`."""
+        t = self.clock()
+        self.on_phase(label)
+        yield
+        phases[key] = (self.clock() - t) / 1e9
+
+    def trials_phase(self, prepared: list[Any], served: Any,
+                     phases: dict[str, float]) -> tuple[list[Trial], float]:
+        """The metered trials (by the preset, or on the parent's requests when served)."""
+        with self.phase(phases, "trials_s", "energy trials"):
+            window_s = self.window_s()
+            trials = (self.energy_trials(prepared, window_s) if served is None
+                      else self.served_trials(prepared, window_s, served))
+        return trials, window_s
 
     def _next(self, prepared: list[Any]) -> Any:
         item = prepared[self._cursor % len(prepared)]

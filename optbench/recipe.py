@@ -75,8 +75,10 @@ class BackendSpec:
 class WorkloadSpec:
     """Which data a run is judged on.
 
-    `dataset` is "mnist", "synthetic", or "imagefolder:<path>"; None takes the model
-    card's default. `eval_samples` None takes the preset's cap.
+    `kind` None takes the model's (vision, or text for language models). `dataset` is
+    "mnist", "synthetic", "imagefolder:<path>" (vision) or "pydocs", "textfile:<path>"
+    (text); None takes the model card's default. `eval_samples` (images, or prompts) None
+    takes the preset's cap. `prompt_tokens` and `new_tokens` shape text requests.
     """
 
     kind: str = "vision"
@@ -85,6 +87,8 @@ class WorkloadSpec:
     calibration_samples: int = 128
     train_samples: int | None = None
     seed: int = 0
+    prompt_tokens: int | None = None
+    new_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -208,7 +212,7 @@ class Recipe:
 
 TOP_KEYS = ("name", "model", "device", "workload", "backends", "variants", "sweep", "measure")
 WORKLOAD_KEYS = ("kind", "dataset", "eval_samples", "calibration_samples", "train_samples",
-                 "seed")
+                 "seed", "prompt_tokens", "new_tokens")
 SWEEP_KEYS = ("batch_sizes",)
 MEASURE_KEYS = ("preset", "meters", "timeout_s", "cpu_tdp_w", "estimate")
 
@@ -238,7 +242,7 @@ def parse_recipe(data: Mapping[str, Any]) -> Recipe:
     if device not in DEVICES:
         raise RecipeError("recipe.device", f"invalid device {device!r}; choose one of "
                           f"{', '.join(DEVICES)}", closest(str(device), DEVICES))
-    workload = _parse_workload(data.get("workload") or {})
+    workload = _parse_workload(data.get("workload") or {}, model.ref)
     backends = _parse_backends(data.get("backends"))
     variants = _parse_variants(data.get("variants"))
     batch_sizes = _parse_sweep(data.get("sweep") or {})
@@ -282,12 +286,13 @@ def _parse_model(data: Any) -> ModelSpec:
     return ModelSpec(resolve_model(spec.ref).ref, spec.weights)
 
 
-def _parse_workload(data: Mapping[str, Any]) -> WorkloadSpec:
+def _parse_workload(data: Mapping[str, Any], model_ref: str) -> WorkloadSpec:
+    from optbench.models import default_workload
     from optbench.options import coerce
     from optbench.workloads import WORKLOADS
 
     _check_keys(data, WORKLOAD_KEYS, "recipe.workload")
-    kind = WORKLOADS.canonical(str(data.get("kind", "vision")))
+    kind = WORKLOADS.canonical(str(data.get("kind") or default_workload(model_ref)))
     dataset = data.get("dataset")
     if dataset is not None:
         dataset = coerce(dataset, str, "recipe.workload.dataset")
@@ -299,6 +304,8 @@ def _parse_workload(data: Mapping[str, Any]) -> WorkloadSpec:
         calibration_samples=_positive(data, "calibration_samples", "recipe.workload", 128),
         train_samples=_positive(data, "train_samples", "recipe.workload", None),
         seed=coerce(data.get("seed", 0), int, "recipe.workload.seed"),
+        prompt_tokens=_positive(data, "prompt_tokens", "recipe.workload", None),
+        new_tokens=_positive(data, "new_tokens", "recipe.workload", None),
     )
     return spec
 

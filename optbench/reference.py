@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,22 +23,53 @@ def reference_outputs(base: ModelArtifact, inputs: np.ndarray, cache: Path) -> n
     key = hashlib.sha256(
         f"{base.digest}|{base.reference_backend}|{inputs.shape}".encode() + inputs.tobytes()
     ).hexdigest()[:20]
-    path = cache / "reference" / f"{key}.npy"
+
+    def compute() -> np.ndarray:
+        backend = BACKENDS.get(base.reference_backend)(None, "cpu")
+        batch_size = min(REFERENCE_BATCH, len(inputs))
+        log.info("computing fp32 reference outputs with %s on %d samples",
+                 base.reference_backend, len(inputs))
+        backend.load(base, LoadContext(cache_dir=cache / "backends", batch_size=batch_size))
+        try:
+            batches, n = make_batches(inputs, batch_size)
+            return np.concatenate([backend.to_numpy(backend.infer(backend.prepare(b)))
+                                   for b in batches])[:n]
+        finally:
+            backend.close()
+
+    return cached_array(cache / "reference" / f"{key}.npy", compute)
+
+
+def cached_array(path: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """`compute()` once, kept at `path` (written atomically); read back afterwards."""
     if path.is_file():
         return np.load(path)
-    backend = BACKENDS.get(base.reference_backend)(None, "cpu")
-    batch_size = min(REFERENCE_BATCH, len(inputs))
-    log.info("computing fp32 reference outputs with %s on %d samples",
-             base.reference_backend, len(inputs))
-    backend.load(base, LoadContext(cache_dir=cache / "backends", batch_size=batch_size))
-    try:
-        batches, n = make_batches(inputs, batch_size)
-        outputs = np.concatenate([backend.to_numpy(backend.infer(backend.prepare(b)))
-                                  for b in batches])[:n]
-    finally:
-        backend.close()
+    array = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, outputs)
+    np.save(tmp, array)
     tmp.replace(path)
-    return outputs
+    return array
+
+
+def reference_generation(base: ModelArtifact, prompts: np.ndarray, new_tokens: int,
+                         cache: Path) -> np.ndarray:
+    """Greedy tokens of the untransformed language model at fp32 on the CPU (eager torch),
+    for the same prompts: what every variant's generations are compared with (cached)."""
+    from optbench.backends.lm import torch_lm
+
+    key = hashlib.sha256(
+        f"{base.digest}|generate|{new_tokens}|{prompts.shape}".encode() + prompts.tobytes()
+    ).hexdigest()[:20]
+
+    def compute() -> np.ndarray:
+        log.info("computing fp32 reference generations with torch on %d prompts", len(prompts))
+        lm = torch_lm.load(base, "cpu", None)
+        try:
+            return np.concatenate([
+                lm.generate(prompts[i:i + REFERENCE_BATCH], new_tokens, lambda: None).tokens
+                for i in range(0, len(prompts), REFERENCE_BATCH)])
+        finally:
+            lm.close()
+
+    return cached_array(cache / "reference" / f"{key}.npy", compute)

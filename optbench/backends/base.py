@@ -85,6 +85,7 @@ class Backend(ABC):
         formats: artifact formats `load` accepts.
         precisions: per device, the precisions this backend runs natively.
         runs_qdq_int8: whether it runs a model already quantized by QAT (Q/DQ nodes).
+        weight_only_bits: weight widths of its weight-only path for language models.
     """
 
     name: ClassVar[str] = "base"
@@ -92,10 +93,19 @@ class Backend(ABC):
     formats: ClassVar[tuple[str, ...]] = ("torch",)
     precisions: ClassVar[dict[str, tuple[str, ...]]] = {"cpu": ("fp32",)}
     runs_qdq_int8: ClassVar[bool] = False  # runs a QAT model's asymmetric int8 Q/DQ graph
+    weight_only_bits: ClassVar[tuple[int, ...]] = ()  # language models: woq int8 / int4
 
     def __init__(self, config: Any = None, device: str = "cpu") -> None:
         self.config = config if config is not None else self.Config()
         self.device = device
+        self.lm: Any = None  # a CausalLM, when `load` got a text-generation model
+
+    def causal_lm(self) -> Any:
+        """The loaded text generator (artifacts of format hf-causal-lm), for the
+        generation loop; see optbench.backends.lm.base.CausalLM."""
+        if self.lm is None:
+            raise TypeError(f"{self.name} has no text-generation model loaded")
+        return self.lm
 
     @classmethod
     @abstractmethod

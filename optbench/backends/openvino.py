@@ -85,7 +85,8 @@ def quantize_nncf_int8(
 class OpenVinoBackend(Backend):
     name = "openvino"
     Config = OpenVinoConfig
-    formats = ("torch", "onnx")
+    weight_only_bits = (8, 4)  # language models: the woq transform's options
+    formats = ("torch", "onnx", "hf-causal-lm")
     precisions = {"cpu": ("fp32", "bf16", "int8")}
     runs_qdq_int8 = True
 
@@ -96,6 +97,15 @@ class OpenVinoBackend(Backend):
     def load(self, artifact: ModelArtifact, ctx: LoadContext) -> None:
         import openvino as ov
 
+        if artifact.format == "hf-causal-lm":
+            from optbench.backends.lm import openvino_lm
+
+            if artifact.precision not in ("fp32", "int8"):
+                raise Unavailable(f"openvino text generation runs f32 or int8 here, not "
+                                  f"{artifact.precision}")
+            self.lm = openvino_lm.load(artifact, ctx.cache_dir, self.config.threads,
+                                       self.config.performance_hint)
+            return
         core = ov.Core()
         if artifact.precision == "bf16":
             capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
@@ -148,6 +158,8 @@ class OpenVinoBackend(Backend):
     def describe(self) -> dict[str, Any]:
         import openvino as ov
 
+        if self.lm is not None:
+            return {"name": self.name, **self.lm.describe()}
         effective = {k: str(self.compiled.get_property(k))
                      for k in ("INFERENCE_PRECISION_HINT", "PERFORMANCE_HINT",
                                "INFERENCE_NUM_THREADS", "NUM_STREAMS")}

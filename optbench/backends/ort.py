@@ -127,7 +127,8 @@ class OrtBackend(Backend):
 
     name = "ort"
     Config = OrtConfig
-    formats = ("torch", "onnx")
+    weight_only_bits = (8, 4)  # language models: the woq transform's options
+    formats = ("torch", "onnx", "hf-causal-lm")
     precisions = {"cpu": ("fp32", "int8"), "cuda": ("fp32", "fp16", "int8")}
     runs_qdq_int8 = True
 
@@ -144,6 +145,15 @@ class OrtBackend(Backend):
 
     def load(self, artifact: ModelArtifact, ctx: LoadContext) -> None:
         import onnxruntime as ort
+
+        if artifact.format == "hf-causal-lm":
+            from optbench.backends.lm import ort_lm
+
+            if artifact.precision not in ("fp32", "int8"):
+                raise Unavailable(f"ort text generation runs fp32 or int8, not "
+                                  f"{artifact.precision}")
+            self.lm = ort_lm.load(artifact, ctx.cache_dir, ctx.device, self.config.threads)
+            return
 
         provider = self.config.provider if self.config.provider != "auto" else (
             "cuda" if ctx.device == "cuda" else "cpu")
@@ -238,6 +248,8 @@ class OrtBackend(Backend):
             pass
 
     def describe(self) -> dict[str, Any]:
+        if self.lm is not None:
+            return {"name": self.name, **self.lm.describe()}
         import onnxruntime as ort
 
         path = {"int8": "quantize_static QDQ u8/s8", "fp16": "fp16 export"}.get(

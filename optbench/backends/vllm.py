@@ -1,4 +1,4 @@
-"""vLLM offline engine for LLM workloads (GPU only). Availability until the LLM issue lands."""
+"""vLLM offline engine for text generation (GPU only); the work is in lm/vllm_lm.py."""
 
 from __future__ import annotations
 
@@ -18,14 +18,18 @@ from optbench.errors import Unavailable
 
 @dataclass(frozen=True)
 class VllmConfig(BackendConfig):
-    max_num_seqs: int = 16
+    max_num_seqs: int | None = None  # None: the run's batch size (requests in flight)
+    gpu_memory_utilization: float = 0.5
+    enforce_eager: bool = False
+    max_model_len: int | None = None
 
 
 class VllmBackend(Backend):
     name = "vllm"
     Config = VllmConfig
+    weight_only_bits = (4,)  # language models: the woq transform's options
     formats = ("hf-causal-lm",)
-    precisions = {"cuda": ("fp16", "bf16")}
+    precisions = {"cuda": ("fp32", "fp16", "bf16")}
 
     @classmethod
     def availability(cls) -> Availability:
@@ -35,10 +39,21 @@ class VllmBackend(Backend):
                 "vLLM is not installed (it ships CUDA-only wheels: an NVIDIA GPU and "
                 "pip install 'optbench[vllm]', or the project's CUDA Docker image)"
             )
-        return Availability.no("the vLLM text-generation workload is not implemented yet")
+        return Availability.yes()
 
     def load(self, artifact: ModelArtifact, ctx: LoadContext) -> None:
-        raise Unavailable(self.availability().reason)
+        from optbench.backends.lm.vllm_lm import VllmLM
+
+        if artifact.format != "hf-causal-lm":
+            raise Unavailable("vLLM runs text-generation models only")
+        self.lm = VllmLM(artifact, ctx.batch_size, self.config)
 
     def infer(self, inputs: Any) -> Any:
-        raise Unavailable(self.availability().reason)
+        raise TypeError("vLLM runs text generation only; the generation loop drives it")
+
+    def close(self) -> None:
+        if self.lm is not None:
+            self.lm.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, **(self.lm.describe() if self.lm is not None else {})}

@@ -139,6 +139,19 @@ def resolve_model(ref: str) -> ModelRef:
     raise PluginNotFound("model", ref, visible)
 
 
+def default_workload(ref: str) -> str:
+    """The workload a model is judged by when a recipe does not say: from its card's task,
+    or for a Hugging Face directory from its architecture."""
+    resolved = resolve_model(ref)
+    if resolved.card is not None:
+        return "text" if resolved.card.task == "text-generation" else "vision"
+    if resolved.kind == "hf":
+        from optbench.models.external import is_causal_lm
+
+        return "text" if is_causal_lm(resolved.ref) else "vision"
+    return "vision"
+
+
 def build_model(ref: str, weights: str | None, cache: Path) -> Any:
     """Build the ModelArtifact for `ref` (imports the builder's heavy libraries)."""
     import importlib
@@ -149,7 +162,14 @@ def build_model(ref: str, weights: str | None, cache: Path) -> Any:
 
         return load_onnx(Path(resolved.ref))
     if resolved.kind == "hf":
-        from optbench.models.external import load_hf_image_classifier
+        from optbench.models.external import (
+            is_causal_lm,
+            load_hf_causal_lm,
+            load_hf_image_classifier,
+        )
+
+        if is_causal_lm(resolved.ref):
+            return load_hf_causal_lm(resolved.ref)
 
         return load_hf_image_classifier(resolved.ref)
     card = resolved.card

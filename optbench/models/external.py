@@ -108,3 +108,74 @@ def load_hf_image_classifier(ref: str) -> ModelArtifact:
         std=tuple(std),
         info=module_facts(module),
     )
+
+
+def is_causal_lm(ref: str) -> bool:
+    """Whether a local Hugging Face directory holds a causal language model (by config)."""
+    import json
+
+    config = Path(ref) / "config.json"
+    if not config.is_file():
+        return False
+    architectures = json.loads(config.read_text()).get("architectures") or []
+    return any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in architectures)
+
+
+def load_hf_causal_lm(ref: str, name: str | None = None) -> ModelArtifact:
+    """A text-generation model as a directory every runtime loads (no weights in memory).
+
+    The digest covers the weight and tokenizer files, so exported and quantized copies
+    are cached per model content.
+    """
+    import json
+
+    directory = Path(ref)
+    if not directory.is_dir():
+        raise UsageError(f"{ref}: a causal LM must be a local Hugging Face directory (hub ids "
+                         "need a reachable hub; download it first)")
+    files = sorted(p for p in directory.iterdir() if p.suffix in (".safetensors", ".bin")
+                   or p.name in ("config.json", "tokenizer.json"))
+    if not any(p.suffix in (".safetensors", ".bin") for p in files):
+        raise UsageError(f"{ref}: no weights (*.safetensors or *.bin) in the directory")
+    config = json.loads((directory / "config.json").read_text())
+    if not (directory / "tokenizer.json").is_file() and not (
+            directory / "tokenizer_config.json").is_file():
+        raise UsageError(f"{ref}: no tokenizer files; save the tokenizer next to the model")
+    weight_bytes = sum(p.stat().st_size for p in files if p.suffix in (".safetensors", ".bin"))
+    return ModelArtifact(
+        name=name or directory.name,
+        format="hf-causal-lm",
+        path=str(directory),
+        input_shape=(),
+        input_dtype="int64",
+        num_outputs=int(config.get("vocab_size", 0)),
+        weights=f"huggingface directory {directory.name}",
+        weights_trained=True,
+        digest=file_digest(*files),
+        reference_backend="torch",
+        info={"architecture": ",".join(config.get("architectures") or []),
+              "file_bytes": weight_bytes,
+              "parameters": _parameter_count(directory)},
+    )
+
+
+def _parameter_count(directory: Path) -> int | None:
+    """Parameters from safetensors headers (no weights are read)."""
+    import json
+    import struct
+
+    total = 0
+    files = sorted(directory.glob("*.safetensors"))
+    if not files:
+        return None
+    for path in files:
+        with path.open("rb") as handle:
+            size = struct.unpack("<Q", handle.read(8))[0]
+            header = json.loads(handle.read(size))
+        for key, meta in header.items():
+            if key != "__metadata__":
+                count = 1
+                for d in meta["shape"]:
+                    count *= d
+                total += count
+    return total

@@ -20,6 +20,8 @@ AXES = {  # key -> (sense, label)
     "latency_p50_s": ("min", "latency p50"),
     "latency_p99_s": ("min", "latency p99"),
     "throughput_per_s": ("max", "throughput"),
+    "ttft_p50_s": ("min", "time to first token p50"),  # text generation only
+    "tpot_p50_s": ("min", "time per output token p50"),
 }
 
 
@@ -144,9 +146,24 @@ def analyse(rows: list[dict[str, Any]]) -> list[Group]:
     return groups
 
 
+def generative(group: Group) -> bool:
+    """Whether a group's runs generated text (they carry TTFT and TPOT)."""
+    return any(r.get("ttft_p50_s") is not None for r in group.rows)
+
+
+def best_first(group: Group) -> list[dict[str, Any]]:
+    """The group's rows, best quality first (whichever direction is better)."""
+    sign = -1 if group.higher_is_better else 1
+    missing = float("inf")
+    return sorted(group.rows, key=lambda r: (missing if r["quality_value"] is None
+                                             else sign * r["quality_value"], r["backend"]))
+
+
 def front_marks(row: dict[str, Any], group: Group) -> str:
-    """E, L, T for the energy, latency-p99 and throughput fronts; 3 for the 3-objective set."""
-    codes = (("energy_per_sample_j", "E"), ("latency_p99_s", "L"), ("throughput_per_s", "T"))
+    """E, L, T for the energy, latency-p99 and throughput fronts, F and P for time to first
+    token and time per output token (text); 3 for the 3-objective set."""
+    codes = (("energy_per_sample_j", "E"), ("latency_p99_s", "L"), ("throughput_per_s", "T"),
+             ("ttft_p50_s", "F"), ("tpot_p50_s", "P"))
     marks = "".join(code for key, code in codes if row["run_id"] in group.fronts.get(key, set()))
     return marks + ("3" if row["run_id"] in group.front3 else "")
 

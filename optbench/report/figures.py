@@ -14,6 +14,8 @@ PLOTS = (  # row key, scale to display unit, axis label, file stem
     ("latency_p50_s", 1e3, "latency p50 (ms)", "latency_p50"),
     ("latency_p99_s", 1e3, "latency p99 (ms)", "latency_p99"),
     ("throughput_per_s", 1.0, "throughput ({unit}/s)", "throughput"),
+    ("ttft_p50_s", 1e3, "time to first token p50 (ms)", "ttft"),
+    ("tpot_p50_s", 1e3, "time per output token p50 (ms)", "tpot"),
 )
 
 

@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from optbench.carbon import CarbonSettings
-from optbench.report.analysis import AXES, Group, front_marks, measured
+from optbench.report.analysis import AXES, Group, best_first, front_marks, generative, measured
 from optbench.report.data import ReportData
 from optbench.report.recommend import Recommendation, label
 from optbench.report.text import (
@@ -38,6 +38,8 @@ PLOTS = (
     ("latency_p50_s", 1e3, "latency p50 (ms)"),
     ("latency_p99_s", 1e3, "latency p99 (ms)"),
     ("throughput_per_s", 1.0, "throughput ({unit}/s)"),
+    ("ttft_p50_s", 1e3, "time to first token p50 (ms)"),
+    ("tpot_p50_s", 1e3, "time per output token p50 (ms)"),
 )
 
 STYLE = """
@@ -155,14 +157,16 @@ def table(group: Group) -> str:
     split = any(r["energy_gpu_per_sample_j"] is not None for r in group.rows)
     envs = any(r.get("env_label") for r in group.rows)
     priced = any(r.get("cost_per_1000") is not None for r in group.rows)
+    text = generative(group)
     head = (["machine"] if envs else []) + [
         "backend", "variant", "batch", "device", group.metric, "Δ quality", "p50 ms", "p99 ms",
-        f"{group.unit}/s", f"energy/{group.unit} mJ (95% CI)", "Δ energy", "Δ p99"] + (
+        *(["TTFT p50 ms", "TPOT p50 ms", "requests/s"] if text else []), f"{group.unit}/s",
+        f"energy/{group.unit} mJ (95% CI)", "Δ energy", "Δ p99"] + (
         ["GPU mJ", "CPU mJ"] if split else []) + ["method", "gCO2e/1k"] + (
         ["cost/1k"] if priced else []) + ["fronts", "not distinguishable (energy)"]
     out = ["<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head)
            + "</tr></thead><tbody>"]
-    for r in sorted(group.rows, key=lambda r: (-(r["quality_value"] or 0), r["backend"])):
+    for r in best_first(group):
         d = r.get("delta", {})
         energy = fmt(r["energy_per_sample_j"], 1e3)
         if r.get("energy_per_sample_ci95_j") is not None:
@@ -174,6 +178,8 @@ def table(group: Group) -> str:
             (r["backend"], "l"), (r["variant"], "l"), (r["batch_size"], ""), (r["device"], "l"),
             (fmt(r["quality_value"], 1, 4), ""), ("-" if dq is None else f"{dq:+.4f}", ""),
             (fmt(r["latency_p50_s"], 1e3), ""), (fmt(r["latency_p99_s"], 1e3), ""),
+            *([(fmt(r.get("ttft_p50_s"), 1e3), ""), (fmt(r.get("tpot_p50_s"), 1e3), ""),
+               (fmt(r.get("requests_per_s")), "")] if text else []),
             (fmt(r["throughput_per_s"]), ""), (energy, ""), (pct(d.get("energy")), ""),
             (pct(d.get("latency_p99")), "")]
         if split:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from optbench.carbon import CarbonSettings
-from optbench.report.analysis import Group, front_marks, measured
+from optbench.report.analysis import Group, best_first, front_marks, generative, measured
 from optbench.report.data import ReportData
 from optbench.report.recommend import Recommendation, label
 from optbench.report.text import (
@@ -85,17 +85,21 @@ def group_section(group: Group, rec: Recommendation, figures: list[str]) -> list
     if group.baseline is not None:
         lines += [f"Baseline for deltas: {cell(run_label(group.baseline))}.", ""]
     lines += recommendation_lines(rec)
+    text = generative(group)
     head = (("| machine " if envs else "") +
             f"| backend | variant | batch | device | {metric} | Δq | p50 ms | p99 ms | "
+            + ("TTFT ms | TPOT ms | req/s | " if text else "") +
             f"{unit}/s | energy/{unit} mJ (95% CI) | ΔE |" + (" GPU mJ | CPU mJ |" if split
                                                                  else "")
             + " method | gCO2e/1k |" + (" cost/1k |" if priced else "")
             + " fronts | ≈ energy |")
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
-    for r in sorted(group.rows, key=lambda r: (-(r["quality_value"] or 0), r["backend"])):
+    for r in best_first(group):
         lines.append(table_row(r, group, split, envs, priced))
     lines += ["", "Fronts: E = energy vs quality, L = latency p99 vs quality, T = throughput "
-              "vs quality, 3 = non-dominated in (energy, latency p99, quality). ≈ lists "
+              "vs quality, " + ("F = time to first token vs quality, P = time per output "
+                                "token vs quality, " if text else "")
+              + "3 = non-dominated in (energy, latency p99, quality). ≈ lists "
               "configurations whose 95% energy intervals overlap (not distinguishable).", ""]
     if shows_making(group.rows):
         lines += making_lines(group.rows)
@@ -121,8 +125,11 @@ def table_row(r: dict[str, Any], group: Group, split: bool, envs: bool, priced: 
     cols = ([cell(r["env_label"])] if envs else []) + [
         cell(r["backend"]), cell(r["variant"]), str(r["batch_size"]), r["device"],
         fmt(r["quality_value"], 1, 4), "-" if dq is None else f"{dq:+.4f}",
-        fmt(r["latency_p50_s"], 1e3), fmt(r["latency_p99_s"], 1e3), fmt(r["throughput_per_s"]),
-        energy, pct(delta.get("energy"))]
+        fmt(r["latency_p50_s"], 1e3), fmt(r["latency_p99_s"], 1e3)]
+    if generative(group):
+        cols += [fmt(r.get("ttft_p50_s"), 1e3), fmt(r.get("tpot_p50_s"), 1e3),
+                 fmt(r.get("requests_per_s"))]
+    cols += [fmt(r["throughput_per_s"]), energy, pct(delta.get("energy"))]
     if split:
         cols += [fmt(r["energy_gpu_per_sample_j"], 1e3), fmt(r["energy_cpu_per_sample_j"], 1e3)]
     cols += [r["energy_method"] or "-", fmt(r["co2_g_per_1000"])]

@@ -13,6 +13,8 @@ QUALITY_NOTES = {
     "top1": "top-1 accuracy on held-out labelled data",
     "top1_agreement": "top-1 agreement with the fp32 reference model on the same inputs "
                       "(no labels, or random weights: this is fidelity, not accuracy)",
+    "perplexity": "perplexity on held-out text (lower is better); greedy-token agreement "
+                  "with the fp32 reference is in the export (token_agreement)",
 }
 
 
@@ -59,6 +61,8 @@ def provenance(row: dict[str, Any]) -> str:
         parts.append(f"why empty: {row['energy_reason']}")
     if row.get("precision_path"):
         parts.append(f"path: {row['precision_path']}")
+    if row.get("timing_source"):
+        parts.append(f"TTFT/TPOT from: {row['timing_source']}")
     return "; ".join(parts)
 
 

@@ -84,7 +84,9 @@ class Trial:
     """One metered window: steady work ("load") or the loaded-but-idle baseline ("idle").
 
     `telemetry` holds device state at the window's edges (clocks, temperature, power limit,
-    throttle reasons); `flags` the trial's caveats ("contended", "invalid").
+    throttle reasons); `flags` the trial's caveats ("contended", "invalid"). `samples` are
+    the work units completed in the window (images, or output tokens); `requests` the
+    text-generation requests completed in it (None for other workloads).
     """
 
     index: int
@@ -94,6 +96,7 @@ class Trial:
     readings: tuple[EnergyReading, ...]
     flags: tuple[str, ...] = ()
     telemetry: dict[str, Any] = field(default_factory=dict)
+    requests: int | None = None
 
     @property
     def excluded(self) -> bool:
@@ -117,6 +120,7 @@ class Trial:
             "readings": [r.to_dict() for r in self.readings],
             "flags": list(self.flags),
             "telemetry": self.telemetry,
+            "requests": self.requests,
         }
 
     @classmethod
@@ -129,6 +133,7 @@ class Trial:
             readings=tuple(EnergyReading.from_dict(r) for r in data["readings"]),
             flags=tuple(data.get("flags", ())),
             telemetry=data.get("telemetry", {}),
+            requests=data.get("requests"),
         )
 
 

@@ -49,7 +49,8 @@ CREATE TABLE IF NOT EXISTS latency (
 );
 CREATE TABLE IF NOT EXISTS trials (
   run_id INTEGER NOT NULL REFERENCES runs(id), trial INTEGER NOT NULL, phase TEXT NOT NULL,
-  window_s REAL NOT NULL, samples INTEGER NOT NULL, flags TEXT, telemetry TEXT
+  window_s REAL NOT NULL, samples INTEGER NOT NULL, flags TEXT, telemetry TEXT,
+  requests INTEGER
 );
 CREATE TABLE IF NOT EXISTS energy (
   run_id INTEGER NOT NULL REFERENCES runs(id), trial INTEGER NOT NULL, channel TEXT NOT NULL,
@@ -58,6 +59,10 @@ CREATE TABLE IF NOT EXISTS energy (
   in_total INTEGER NOT NULL DEFAULT 1
 );
 """
+
+
+# Schema version -> statements that bring a store of that version to SCHEMA_VERSION.
+MIGRATIONS = {1: ("ALTER TABLE trials ADD COLUMN requests INTEGER",)}
 
 
 def utc_now() -> str:
@@ -117,6 +122,10 @@ class Store:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         has_tables = self.db.execute(
             "SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0]
+        if has_tables and version in MIGRATIONS:  # older stores are upgraded in place
+            for step in MIGRATIONS[version]:
+                self.db.execute(step)
+            version = SCHEMA_VERSION
         if has_tables and version != SCHEMA_VERSION:
             raise OptbenchError(
                 f"{path} has store schema v{version}; this optbench writes v{SCHEMA_VERSION}. "
@@ -193,9 +202,10 @@ class Store:
                     db.execute("INSERT INTO latency VALUES (?, ?, ?, ?)",
                                (run_id, kind, len(values), array("d", values).tobytes()))
             for trial in result.trials:
-                db.execute("INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?)",
+                db.execute("INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                            (run_id, trial.index, trial.phase, trial.window_s, trial.samples,
-                            json.dumps(list(trial.flags)), json.dumps(trial.telemetry)))
+                            json.dumps(list(trial.flags)), json.dumps(trial.telemetry),
+                            trial.requests))
                 db.executemany(
                     "INSERT INTO energy VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(run_id, trial.index, r.channel, r.energy_j, r.window_s, r.method, r.api,
@@ -226,7 +236,7 @@ class Store:
                 in_total=bool(r["in_total"])))
         trials = [Trial(t["trial"], t["phase"], t["window_s"], t["samples"],
                         tuple(readings.get(t["trial"], [])), tuple(json.loads(t["flags"] or "[]")),
-                        json.loads(t["telemetry"] or "{}"))
+                        json.loads(t["telemetry"] or "{}"), t["requests"])
                   for t in self.db.execute("SELECT * FROM trials WHERE run_id=? ORDER BY trial",
                                            (run_id,))]
         result = RunResult(

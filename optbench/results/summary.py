@@ -23,7 +23,9 @@ EXPORT_COLUMNS = (
     "energy_gpu_per_sample_j", "energy_cpu_per_sample_j", "idle_power_w",
     "net_energy_per_sample_j", "energy_flags", "energy_reason", "energy_per_1000_wh",
     "co2_g_per_1000", "carbon_intensity_g_per_kwh", "pue", "cost_per_1000", "price_per_kwh",
-    "sample_unit", "weights", "lineage", "parameters", "macs", "model_bytes",
+    "sample_unit", "ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "itl_p99_s",
+    "requests_per_s", "energy_per_request_j", "new_tokens", "timing_source", "weights",
+    "lineage", "parameters", "macs", "model_bytes",
     "training_energy_j", "training_energy_method", "training_s", "training_budget_exhausted",
     "break_even_samples", "break_even_note",
     "precision_path", "env_id", "git_sha", "started_at",
@@ -129,6 +131,7 @@ def summarize_run(run: StoredRun, carbon: CarbonSettings | None = None,
         rates = summarize([t.samples / t.window_s for t in loads])
         row.update(throughput_per_s=rates.median, throughput_ci95_per_s=rates.ci95)
     row.update(energy_summary(result.trials))
+    row.update(generation_summary(result.details.get("generation"), loads))
     row.update(model_facts(result.artifact))
     row["model_bytes"] = result.backend.get("model_bytes")
     by_channel = row["energy_per_sample_by_channel_j"]
@@ -148,6 +151,32 @@ def summarize_run(run: StoredRun, carbon: CarbonSettings | None = None,
     if result.status != "ok":
         row["energy_method"] = None
     return row
+
+
+def generation_summary(timing: dict[str, Any] | None, loads: list[Trial]) -> dict[str, Any]:
+    """Text runs: TTFT and TPOT percentiles over the timed requests, requests per second,
+    and energy per request (a window's energy over the requests completed in it)."""
+    out: dict[str, Any] = {k: None for k in (
+        "ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "itl_p99_s", "requests_per_s",
+        "energy_per_request_j", "new_tokens", "timing_source")}
+    if not timing:
+        return out
+    for name in ("ttft", "tpot"):
+        values = timing.get(f"{name}_s") or []
+        if values:
+            out[f"{name}_p50_s"] = percentile(values, 50)
+            out[f"{name}_p99_s"] = percentile(values, 99)
+    out["itl_p99_s"] = (timing.get("itl_percentiles_s") or {}).get("99")
+    out["new_tokens"] = timing.get("new_tokens")
+    out["timing_source"] = timing.get("timing_source")
+    counted = [t for t in loads if t.requests]
+    if counted:
+        out["requests_per_s"] = summarize([t.requests / t.window_s for t in counted]).median
+        usable = [t for t in counted if not t.excluded and t.total_energy_j() is not None]
+        if usable:
+            out["energy_per_request_j"] = summarize(
+                [t.total_energy_j() / t.requests for t in usable]).median  # type: ignore[operator]
+    return out
 
 
 def model_facts(artifact: dict[str, Any]) -> dict[str, Any]:

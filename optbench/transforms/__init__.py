@@ -17,3 +17,6 @@ TRANSFORMS.register("fp16", "optbench.transforms.precision:Fp16", aliases=("half
                     summary="half precision where the backend runs it natively")
 TRANSFORMS.register("bf16", "optbench.transforms.precision:Bf16",
                     summary="bfloat16 where the backend runs it natively")
+TRANSFORMS.register("woq", "optbench.transforms.weight_only:WeightOnly",
+                    aliases=("weight-only",),
+                    summary="language models: weight-only int8/int4 (NNCF, torchao, ORT, vLLM)")

@@ -6,3 +6,6 @@ WORKLOADS: Registry = Registry("workload", "optbench.workloads.base:Workload", "
 WORKLOADS.register("vision", "optbench.workloads.vision:VisionClassification",
                    aliases=("image-classification",),
                    summary="image classification: mnist, imagefolder:<path>, synthetic")
+WORKLOADS.register("text", "optbench.workloads.text:TextGeneration",
+                   aliases=("text-generation", "llm"),
+                   summary="text generation: pydocs, textfile:<path>; perplexity, TTFT/TPOT")

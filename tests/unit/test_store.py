@@ -82,3 +82,18 @@ def test_schema_version_mismatch_is_refused(tmp_path):
 def test_missing_store_is_a_clear_error(tmp_path):
     with pytest.raises(OptbenchError, match="no results store"):
         Store.open(tmp_path / "nothing", must_exist=True)
+
+
+def test_a_version_1_store_is_upgraded_and_keeps_its_runs(tmp_path):
+    store = Store.open(tmp_path)
+    add(store, result())
+    store.close()
+    db = sqlite3.connect(tmp_path / "optbench.sqlite")  # make it what version 1 wrote
+    db.execute("ALTER TABLE trials DROP COLUMN requests")
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+    store = Store.open(tmp_path)
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == 2
+    (run,) = store.runs()
+    assert run.result.trials and all(t.requests is None for t in run.result.trials)

@@ -1,0 +1,113 @@
+"""vLLM offline engine (`LLM` + `SamplingParams`): continuous batching on NVIDIA GPUs.
+
+Written against vLLM's documented offline API (vllm.LLM, vllm.SamplingParams,
+vllm.inputs.TokensPrompt, RequestOutput.metrics, prompt_logprobs); not run here (no GPU
+wheel installs on this project's CPU machines). What differs from the other runtimes:
+- offline `generate` does not stream, so TTFT and TPOT come from vLLM's own per-request
+  metrics (engine clock), labelled as such; `disable_log_stats=False` is required, as the
+  offline LLM turns stats off by default and `metrics` is then None;
+- the dtype is passed explicitly: "auto" would turn a float32 checkpoint into float16;
+- perplexity comes from `prompt_logprobs` (the actual next token is always included);
+- `max_num_seqs` is the concurrency: the requests of one call run as one continuous batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from optbench.artifact import ModelArtifact
+from optbench.backends.lm.base import CausalLM, Generation, OnToken
+from optbench.errors import Unavailable
+
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def request_times(outputs: list[Any]) -> tuple[list[float] | None, list[float] | None]:
+    """(TTFT, TPOT) per request from RequestOutput.metrics, V1 or V0 engine shape.
+
+    V1 (RequestStateStats): first_token_latency, and first/last_token_ts on the engine's
+    monotonic clock. V0 (RequestMetrics): arrival_time, first_token_time, last_token_time.
+    None when the engine kept no metrics.
+    """
+    ttft: list[float] = []
+    tpot: list[float] = []
+    for out in outputs:
+        m = out.metrics
+        if m is None:
+            return None, None
+        n = len(out.outputs[0].token_ids)
+        if getattr(m, "first_token_latency", None) is not None:  # V1
+            ttft.append(float(m.first_token_latency))
+            first, last = m.first_token_ts, m.last_token_ts
+        elif getattr(m, "first_token_time", None) is not None:  # V0
+            ttft.append(float(m.first_token_time - m.arrival_time))
+            first, last = m.first_token_time, m.last_token_time
+        else:
+            return None, None
+        if n > 1:
+            tpot.append(float(last - first) / (n - 1))
+    return ttft, tpot
+
+
+class VllmLM(CausalLM):
+    def __init__(self, artifact: ModelArtifact, batch_size: int, config: Any) -> None:
+        from vllm import LLM
+
+        quantization = None
+        if artifact.quantization == "woq-int4":
+            quantization = "bitsandbytes"  # in-flight 4-bit weights
+        elif artifact.quantization:
+            raise Unavailable(f"vLLM has no online {artifact.quantization} here (in-flight "
+                              "weight-only int4 is bitsandbytes; int8 needs a quantized "
+                              "checkpoint)")
+        self.max_num_seqs = config.max_num_seqs or batch_size
+        self.settings = {
+            "dtype": DTYPES[artifact.precision], "seed": 0, "max_num_seqs": self.max_num_seqs,
+            "gpu_memory_utilization": config.gpu_memory_utilization,
+            "enforce_eager": config.enforce_eager, "enable_prefix_caching": False,
+            "disable_log_stats": False, "quantization": quantization,
+        }
+        if config.max_model_len:
+            self.settings["max_model_len"] = config.max_model_len
+        self.llm = LLM(model=artifact.path, tokenizer=artifact.path, **self.settings)
+        self.path = (f"vLLM offline engine, {artifact.precision}"
+                     + (", bitsandbytes int4 weights" if quantization else ""))
+
+    @staticmethod
+    def _prompts(ids: np.ndarray) -> list[Any]:
+        from vllm.inputs import TokensPrompt
+
+        return [TokensPrompt(prompt_token_ids=[int(t) for t in row]) for row in ids]
+
+    def generate(self, prompts: np.ndarray, new_tokens: int, on_token: OnToken) -> Generation:
+        from vllm import SamplingParams
+
+        params = SamplingParams(temperature=0.0, max_tokens=new_tokens, min_tokens=new_tokens,
+                                ignore_eos=True)
+        outputs = self.llm.generate(self._prompts(prompts), params, use_tqdm=False)
+        tokens = np.array([list(o.outputs[0].token_ids) for o in outputs], dtype=np.int64)
+        ttft, tpot = request_times(outputs)
+        return Generation(tokens, None, ttft, tpot)
+
+    def nll(self, ids: np.ndarray) -> np.ndarray:
+        from vllm import SamplingParams
+
+        params = SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=1)
+        outputs = self.llm.generate(self._prompts(ids), params, use_tqdm=False)
+        rows = []
+        for row, out in zip(ids, outputs):
+            logprobs = out.prompt_logprobs  # entry 0 is None: the first token has no context
+            rows.append([-float(logprobs[i][int(row[i])].logprob) for i in range(1, len(row))])
+        return np.asarray(rows, dtype=np.float64)
+
+    def close(self) -> None:
+        self.llm = None
+
+    def describe(self) -> dict[str, Any]:
+        import vllm
+
+        return {"path": self.path, "runtime": f"vllm {vllm.__version__}",
+                "engine_settings": {k: v for k, v in self.settings.items() if v is not None},
+                "concurrency": f"max_num_seqs={self.max_num_seqs}"}

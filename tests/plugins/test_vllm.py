@@ -1,0 +1,147 @@
+"""The vLLM backend against a stand-in for vLLM's documented offline API (no GPU here).
+
+The stand-in mimics the shapes of vllm.LLM.generate's RequestOutput: outputs[0].token_ids,
+metrics (V1 RequestStateStats or V0 RequestMetrics, or None when log stats are off) and
+prompt_logprobs (entry 0 None; then {token_id: Logprob}, always holding the actual token).
+What it checks: the engine settings we pass, token counting, TTFT/TPOT from the engine's
+metrics, perplexity from prompt logprobs, and the reason given when vLLM is missing.
+"""
+
+import importlib.machinery
+import math
+import sys
+import types
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from optbench.artifact import ModelArtifact
+from optbench.backends import BACKENDS
+from optbench.backends.base import LoadContext
+from optbench.backends.lm.vllm_lm import request_times
+from optbench.generation import GenerationLoop
+from optbench.loop import PRESETS
+
+
+@dataclass
+class Logprob:
+    logprob: float
+    rank: int = 1
+
+
+@dataclass
+class V1Stats:
+    first_token_latency: float
+    first_token_ts: float
+    last_token_ts: float
+
+
+@dataclass
+class V0Metrics:
+    arrival_time: float
+    first_token_time: float
+    last_token_time: float
+
+
+class FakeLLM:
+    instances: list = []
+
+    def __init__(self, model, tokenizer=None, **kwargs):
+        self.model, self.kwargs = model, kwargs
+        FakeLLM.instances.append(self)
+
+    def generate(self, prompts, params, use_tqdm=True):
+        outs = []
+        for p in prompts:
+            ids = p["prompt_token_ids"]
+            n = params.max_tokens
+            tokens = [(ids[-1] + i) % 7 for i in range(1, n + 1)]
+            metrics = None
+            if not self.kwargs.get("disable_log_stats", True):
+                metrics = V1Stats(0.05, 100.0, 100.0 + 0.01 * (n - 1))
+            logprobs = None
+            if params.prompt_logprobs:
+                logprobs = [None] + [{t: Logprob(math.log(0.5)), -1: Logprob(-9.0)}
+                                     for t in ids[1:]]
+            outs.append(types.SimpleNamespace(
+                outputs=[types.SimpleNamespace(token_ids=tokens)], metrics=metrics,
+                prompt_logprobs=logprobs))
+        return outs
+
+
+class FakeSamplingParams:
+    def __init__(self, **kwargs):
+        self.__dict__.update({"prompt_logprobs": None, **kwargs})
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    vllm = types.ModuleType("vllm")
+    vllm.__spec__ = importlib.machinery.ModuleSpec("vllm", None)
+    vllm.__version__ = "0.0-standin"
+    vllm.LLM, vllm.SamplingParams = FakeLLM, FakeSamplingParams
+    inputs = types.ModuleType("vllm.inputs")
+    inputs.TokensPrompt = lambda prompt_token_ids: {"prompt_token_ids": prompt_token_ids}
+    monkeypatch.setitem(sys.modules, "vllm", vllm)
+    monkeypatch.setitem(sys.modules, "vllm.inputs", inputs)
+    FakeLLM.instances = []
+    return vllm
+
+
+ARTIFACT = ModelArtifact("lm", "hf-causal-lm", (), 7, path="/models/lm", digest="d")
+
+
+def test_without_vllm_the_backend_says_why():
+    if "vllm" in sys.modules or BACKENDS.get("vllm").availability():
+        pytest.skip("vLLM is installed here")
+    reason = BACKENDS.get("vllm").availability().reason
+    assert "not installed" in reason and "GPU" in reason
+
+
+def test_engine_settings_tokens_timing_and_perplexity(fake_vllm, tmp_path):
+    backend = BACKENDS.get("vllm")(None, "cuda")
+    assert backend.availability()
+    backend.load(ARTIFACT, LoadContext(tmp_path, 4, "cuda"))
+    settings = FakeLLM.instances[0].kwargs
+    assert settings["disable_log_stats"] is False  # else RequestOutput.metrics is None
+    assert settings["dtype"] == "float32"  # explicit: "auto" would turn fp32 into fp16
+    assert settings["max_num_seqs"] == 4 and settings["enable_prefix_caching"] is False
+    lm = backend.causal_lm()
+    prompts = np.array([[1, 2, 3], [4, 5, 6]])
+    g = lm.generate(prompts, 5, lambda: pytest.fail("vLLM offline does not stream"))
+    assert g.tokens.shape == (2, 5) and g.steps is None
+    assert g.engine_ttft_s == pytest.approx([0.05, 0.05])
+    assert g.engine_tpot_s == pytest.approx([0.01, 0.01])
+    assert lm.nll(prompts) == pytest.approx(np.full((2, 2), -math.log(0.5)))
+    assert backend.describe()["runtime"] == "vllm 0.0-standin"
+
+
+def test_the_generation_loop_reports_engine_timing(fake_vllm, tmp_path):
+    backend = BACKENDS.get("vllm")(None, "cuda")
+    backend.load(ARTIFACT, LoadContext(tmp_path, 2, "cuda"))
+    loop = GenerationLoop(backend.causal_lm(), 2, 4, [], PRESETS["smoke"])
+    out = loop.run_text(np.arange(12).reshape(4, 3), np.zeros((2, 5), dtype=np.int64))
+    assert out.generation["timing_source"] == "the runtime's own request metrics"
+    assert out.generation["ttft_s"][0] == pytest.approx(0.05)
+    assert all(t.samples == 4 * t.requests for t in out.trials if t.phase == "load")
+
+
+def test_request_times_reads_both_engine_shapes():
+    out = lambda m, n: types.SimpleNamespace(  # noqa: E731
+        metrics=m, outputs=[types.SimpleNamespace(token_ids=list(range(n)))])
+    ttft, tpot = request_times([out(V0Metrics(10.0, 10.2, 10.5), 4)])
+    assert ttft == pytest.approx([0.2]) and tpot == pytest.approx([0.1])
+    assert request_times([out(None, 4)]) == (None, None)
+
+
+def test_weight_only_int4_maps_to_bitsandbytes_and_int8_is_refused(fake_vllm, tmp_path):
+    from optbench.errors import Unavailable
+
+    backend = BACKENDS.get("vllm")(None, "cuda")
+    backend.load(ARTIFACT.derive("woq-int4", quantization="woq-int4"),
+                 LoadContext(tmp_path, 1, "cuda"))
+    assert FakeLLM.instances[-1].kwargs["quantization"] == "bitsandbytes"
+    with pytest.raises(Unavailable, match="woq-int8"):
+        BACKENDS.get("vllm")(None, "cuda").load(
+            ARTIFACT.derive("woq-int8", quantization="woq-int8"), LoadContext(tmp_path, 1, "cuda"))

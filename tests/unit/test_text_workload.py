@@ -1,0 +1,86 @@
+"""Text workload pieces that need no model: corpus split, perplexity math, agreement."""
+
+import math
+
+import numpy as np
+import pytest
+
+from optbench.errors import RecipeError
+from optbench.recipe import parse_recipe
+from optbench.workloads.corpus import Document, pydocs, split, text_files
+from optbench.workloads.text import TextGeneration, TextOutputs, nll_from_logits, text_quality
+
+
+def test_pydocs_split_is_by_document_and_stable():
+    docs = pydocs()
+    train, heldout = split(docs)
+    assert len(docs) > 100 and 0.05 < len(heldout) / len(docs) < 0.2
+    assert not {d.name for d in train} & {d.name for d in heldout}
+    assert Document("topics/for", "x").heldout == Document("topics/for", "other").heldout
+
+
+def test_text_files_reads_a_directory(tmp_path):
+    (tmp_path / "a.txt").write_text("hello")
+    (tmp_path / "b.md").write_text("world")
+    (tmp_path / "c.bin").write_bytes(b"\0")
+    assert [d.text for d in text_files(tmp_path)] == ["hello", "world"]
+
+
+def test_nll_from_logits_matches_a_hand_computation():
+    logits = np.array([[[0.0, np.log(3.0)], [np.log(2.0), 0.0], [5.0, 5.0]]])  # (1, 3, 2)
+    ids = np.array([[0, 1, 0]])
+    # position 0 predicts id 1: p = 3/4; position 1 predicts id 0: p = 2/3
+    expected = [-math.log(3 / 4), -math.log(2 / 3)]
+    assert nll_from_logits(logits, ids)[0] == pytest.approx(expected)
+
+
+def test_text_quality_perplexity_and_agreement_by_hand():
+    nll = np.full((2, 4), math.log(10.0))
+    tokens = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
+    reference = np.array([[1, 2, 9, 4], [5, 6, 7, 8]])
+    q = text_quality(TextOutputs(tokens, nll), reference)
+    m = {x.name: x.value for x in q.metrics}
+    assert q.primary == "perplexity" and q.higher_is_better is False
+    assert m["perplexity"] == pytest.approx(10.0)
+    assert m["perplexity_tokens"] == 8
+    assert m["token_agreement"] == pytest.approx(7 / 8)
+    assert m["prefix_agreement"] == pytest.approx((2 / 4 + 4 / 4) / 2)
+    assert m["identical_generations"] == pytest.approx(0.5)
+
+
+def test_text_datasets_are_validated():
+    TextGeneration.validate_dataset("pydocs", "p")
+    with pytest.raises(RecipeError, match="pydocs"):
+        TextGeneration.validate_dataset("pydoc", "p")
+    with pytest.raises(RecipeError, match="does not exist"):
+        TextGeneration.validate_dataset("textfile:/nonexistent/x.txt", "p")
+
+
+def test_a_language_model_gets_the_text_workload_by_default():
+    recipe = parse_recipe({"name": "r", "model": "tiny-llama", "backends": ["torch"],
+                           "workload": {"new_tokens": 16}})
+    assert recipe.workload.kind == "text" and recipe.workload.new_tokens == 16
+    assert parse_recipe({"name": "r", "model": "mnist-cnn",
+                         "backends": ["torch"]}).workload.kind == "vision"
+    with pytest.raises(RecipeError, match="new_tokens"):
+        parse_recipe({"name": "r", "model": "tiny-llama", "backends": ["torch"],
+                      "workload": {"new_tokens": 0}})
+
+
+def test_weight_only_quantization_is_for_language_models_on_runtimes_that_have_it():
+    from optbench.artifact import ModelArtifact
+    from optbench.backends import BACKENDS
+    from optbench.transforms.weight_only import WeightOnly, WeightOnlyConfig
+
+    lm = ModelArtifact("m", "hf-causal-lm", (), 10, path="/x", digest="d")
+    int4 = WeightOnly(WeightOnlyConfig(bits=4))
+    assert int4.supports(BACKENDS.get("openvino"), "cpu", lm)
+    assert int4.apply(lm, None).quantization == "woq-int4"
+    vision = ModelArtifact("v", "torch", (3, 8, 8), 10)
+    assert "language models" in int4.supports(BACKENDS.get("ort"), "cpu", vision).reason
+    int8 = WeightOnly(WeightOnlyConfig(bits=8))
+    assert "no weight-only int8" in int8.supports(BACKENDS.get("vllm"), "cuda", lm).reason
+    stacked = int4.apply(lm, None)
+    assert not int8.supports(BACKENDS.get("torch"), "cpu", stacked)
+    with pytest.raises(ValueError):
+        WeightOnlyConfig(bits=3)
