@@ -38,9 +38,10 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY optbench ./optbench
 COPY recipes ./recipes
 # onnxruntime-gpu replaces the CPU onnxruntime; tensorrt comes from NVIDIA's index via pip.
+# transformers + optimum-onnx (without its CPU onnxruntime extra) serve the LLM workload.
 RUN grep -v -E '^(onnxruntime|openvino|nncf)==' constraints.txt > /tmp/constraints-gpu.txt \
  && pip install -c /tmp/constraints-gpu.txt ".[torch,data,report,nvml]" onnx onnxscript \
-      "onnxruntime-gpu>=1.22" "tensorrt>=10.9,<11" \
+      "onnxruntime-gpu>=1.22" "tensorrt>=10.9,<11" transformers tokenizers optimum-onnx \
  && if [ "$WITH_VLLM" = "1" ]; then pip install vllm; fi
 WORKDIR /optbench
 VOLUME ["/cache", "/optbench/reports"]

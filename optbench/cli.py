@@ -30,10 +30,11 @@ IntensityOption = typer.Option(None, "--carbon-intensity", help="gCO2e/kWh, over
 PueOption = typer.Option(None, "--pue", help="data-centre PUE for CO2 (default 1.0)")
 PriceOption = typer.Option(None, "--price-per-kwh", help="electricity price, for cost columns")
 ObjectiveOption = typer.Option("energy", "--objective",
-                               help="energy | latency | throughput | co2")
+                               help="energy | latency | throughput | co2 | ttft | tpot")
 QualityDropOption = typer.Option(None, "--max-quality-drop",
                                  help="allowed quality drop below the fp32 baseline, as a "
-                                      "fraction (0.01 = one point of top-1)")
+                                      "fraction (0.01 = one point of top-1), or in the "
+                                      "metric's own units (perplexity)")
 LatencyOption = typer.Option(None, "--max-latency-p99-ms", help="latency p99 ceiling in ms")
 MlflowOption = typer.Option(False, "--mlflow", help="log runs and the report to MLflow "
                                                     "(local store OUT/mlruns)")

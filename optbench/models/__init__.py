@@ -166,9 +166,13 @@ def build_model(ref: str, weights: str | None, cache: Path) -> Any:
             is_causal_lm,
             load_hf_causal_lm,
             load_hf_image_classifier,
+            local_hf_dir,
         )
 
-        if is_causal_lm(resolved.ref):
+        if local_hf_dir(resolved.ref) is None:
+            raise UsageError(f"{ref}: not a local directory, and no Hugging Face hub or hub "
+                             "cache here has it (pass a directory, or set HF_HOME to a cache)")
+        if is_causal_lm(resolved.ref):  # a hub id is fetched into the local hub cache
             return load_hf_causal_lm(resolved.ref)
 
         return load_hf_image_classifier(resolved.ref)

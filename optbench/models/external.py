@@ -110,11 +110,27 @@ def load_hf_image_classifier(ref: str) -> ModelArtifact:
     )
 
 
+def local_hf_dir(ref: str) -> Path | None:
+    """A Hugging Face model as a local directory: the directory itself, or a hub id fetched
+    into (or found in) the local hub cache; None when neither is reachable."""
+    if Path(ref).is_dir():
+        return Path(ref)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(ref))
+    except Exception:  # noqa: BLE001 - no hub, no cache, no such model: the caller explains
+        return None
+
+
 def is_causal_lm(ref: str) -> bool:
-    """Whether a local Hugging Face directory holds a causal language model (by config)."""
+    """Whether a Hugging Face model (directory or reachable hub id) is a causal LM."""
     import json
 
-    config = Path(ref) / "config.json"
+    directory = local_hf_dir(ref)
+    if directory is None:
+        return False
+    config = directory / "config.json"
     if not config.is_file():
         return False
     architectures = json.loads(config.read_text()).get("architectures") or []
@@ -129,10 +145,9 @@ def load_hf_causal_lm(ref: str, name: str | None = None) -> ModelArtifact:
     """
     import json
 
-    directory = Path(ref)
-    if not directory.is_dir():
-        raise UsageError(f"{ref}: a causal LM must be a local Hugging Face directory (hub ids "
-                         "need a reachable hub; download it first)")
+    directory = local_hf_dir(ref)
+    if directory is None:
+        raise UsageError(f"{ref}: not a local directory, and no hub or hub cache has it")
     files = sorted(p for p in directory.iterdir() if p.suffix in (".safetensors", ".bin")
                    or p.name in ("config.json", "tokenizer.json"))
     if not any(p.suffix in (".safetensors", ".bin") for p in files):
@@ -143,13 +158,13 @@ def load_hf_causal_lm(ref: str, name: str | None = None) -> ModelArtifact:
         raise UsageError(f"{ref}: no tokenizer files; save the tokenizer next to the model")
     weight_bytes = sum(p.stat().st_size for p in files if p.suffix in (".safetensors", ".bin"))
     return ModelArtifact(
-        name=name or directory.name,
+        name=name or (directory.name if Path(ref).is_dir() else ref),
         format="hf-causal-lm",
         path=str(directory),
         input_shape=(),
         input_dtype="int64",
         num_outputs=int(config.get("vocab_size", 0)),
-        weights=f"huggingface directory {directory.name}",
+        weights=f"huggingface {ref}",
         weights_trained=True,
         digest=file_digest(*files),
         reference_backend="torch",

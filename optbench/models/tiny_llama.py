@@ -94,14 +94,17 @@ def lr_at(step: int, steps: int, peak: float) -> float:
 
 
 def train_lm(model: Any, batches: Any, steps: int, lr: float, loss_fn: Any = None,
-             label: str = "tiny-llama") -> list[float]:
-    """AdamW on causal-LM loss (or `loss_fn(model, ids)`); returns the loss every 10% of steps."""
+             label: str = "tiny-llama", stop: Any = None, curve: list[float] | None = None) -> int:
+    """AdamW on causal-LM loss (or `loss_fn(model, ids)`) until `steps`, or until
+    `stop(step)` says so; appends the mean loss of every tenth of the steps to `curve`.
+    Returns the steps taken."""
     import torch
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     model.train()
-    curve: list[float] = []
+    curve = curve if curve is not None else []
     running = 0.0
+    taken = 0
     every = max(1, steps // 10)
     for step, batch in enumerate(batches):
         for group in optimizer.param_groups:
@@ -112,13 +115,16 @@ def train_lm(model: Any, batches: Any, steps: int, lr: float, loss_fn: Any = Non
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+        taken = step + 1
         running += float(loss.detach())
         if (step + 1) % every == 0:
             curve.append(round(running / every, 4))
             log.info("%s step %d/%d: loss %.3f", label, step + 1, steps, running / every)
             running = 0.0
+        if stop is not None and stop(taken):
+            break
     model.eval()
-    return curve
+    return taken
 
 
 def heldout_perplexity(model: Any, stream: np.ndarray, seq_len: int, windows: int = 32) -> float:
@@ -153,8 +159,9 @@ def train_directory(card: ModelCard, target: Path) -> dict[str, Any]:
     model = LlamaForCausalLM(llama_config(tokenizer, r))
     log.info("training %s: %d parameters on %d tokens of pydocs, %d steps (cached afterwards)",
              card.name, model.num_parameters(), len(stream), r["steps"])
-    curve = train_lm(model, lm_batches(stream, r["seq_len"], r["batch_size"], r["steps"],
-                                       r["seed"]), r["steps"], r["lr"], label=card.name)
+    curve: list[float] = []
+    train_lm(model, lm_batches(stream, r["seq_len"], r["batch_size"], r["steps"], r["seed"]),
+             r["steps"], r["lr"], label=card.name, curve=curve)
     seconds = time.monotonic() - started
     heldout = token_stream(tokenizer, [d.text for d in heldout_docs])
     record = {

@@ -70,7 +70,7 @@ def draw_group(group: Group, directory: Path) -> list[str]:
         ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel(label.format(unit=group.unit))
-        ax.set_ylabel(group.metric)
+        ax.set_ylabel(group.metric + ("" if group.higher_is_better else " (lower is better)"))
         ax.set_title(f"{group.model}: {stem.replace('_', ' ')} vs {group.metric}")
         ax.grid(True, alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)

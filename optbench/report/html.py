@@ -140,7 +140,8 @@ def plot_specs(group: Group, index: int) -> tuple[list[dict[str, Any]], dict[str
         plots.append({"id": f"plot-{index}-{n}", "series": series, "fronts": fronts,
                       "title": esc(f"{axis.split(' (')[0]} vs {group.metric}"),
                       "xlabel": esc(axis),
-                      "ylabel": esc(group.metric),
+                      "ylabel": esc(group.metric + ("" if group.higher_is_better
+                                                    else " (lower is better)")),
                       "log": max(values) / max(min(values), 1e-12) > 20})
     keys = ("energy_per_sample_j", "latency_p99_s", "quality_value")
     pts = [r for r in group.rows if all(r.get(k) is not None for k in keys)]

@@ -19,6 +19,8 @@ OBJECTIVES = {  # name -> (row key, sense, label)
     "latency": ("latency_p99_s", "min", "latency p99"),
     "throughput": ("throughput_per_s", "max", "throughput"),
     "co2": ("co2_g_per_1000", "min", "gCO2e per 1,000 {unit}s"),
+    "ttft": ("ttft_p50_s", "min", "time to first token p50"),  # text generation
+    "tpot": ("tpot_p50_s", "min", "time per output token p50"),
 }
 
 

@@ -39,6 +39,7 @@ class DistillConfig(TransformConfig):
     batch_size: int = 64
     energy_budget_j: float | None = None
     seed: int = 0
+    steps: int = 300  # language models: optimizer steps of 16 x 128 tokens
 
     def __post_init__(self) -> None:
         if not 0.0 < self.width <= 1.0:
@@ -80,12 +81,23 @@ class Distill(Transform):
     Config = DistillConfig
 
     def supports(self, backend: type, device: str, artifact: ModelArtifact) -> Availability:
+        if artifact.format == "hf-causal-lm":
+            if artifact.quantization or artifact.precision != "fp32":
+                return Availability.no("distillation needs the float teacher")
+            return backend.supports(artifact.format, artifact.precision, device)
         return float_torch_support(backend, device, artifact, "distillation (the teacher)")
 
     def apply(self, artifact: ModelArtifact, ctx: TransformContext) -> ModelArtifact:
         import torch
 
         cfg = self.config
+        if artifact.format == "hf-causal-lm":
+            from optbench.transforms.distill_lm import distill_lm
+
+            derived = artifact.derive(
+                f"distill-lm(width={cfg.width:g},steps={cfg.steps},T={cfg.temperature:g},"
+                f"alpha={cfg.alpha:g},lr={cfg.lr:g},budget={cfg.energy_budget_j})")
+            return distill_lm(artifact, derived, cfg, ctx)
         card, build = student_builder(ctx, cfg.architecture)
         derived = artifact.derive(
             f"distill(width={cfg.width:g},arch={card.name},epochs={cfg.epochs:g},"

@@ -74,3 +74,26 @@ def test_nothing_satisfies():
 def test_unknown_objective():
     with pytest.raises(ValueError, match="unknown objective"):
         Constraints(objective="speed")
+
+
+def test_text_groups_lower_perplexity_is_better_and_tpot_can_be_the_objective():
+    rows = []
+    for run_id, (variant, ppl, tpot_ms) in enumerate(
+            [("fp32", 157.2, 4.2), ("woq-int8", 157.3, 2.8), ("woq-int4", 163.0, 2.9),
+             ("int8", 157.1, 9.0)], start=1):
+        r = row(run_id, "openvino", variant, ppl, 10.0 - run_id, 50, 20)
+        r.update(quality_metric="perplexity", quality_higher_is_better=False,
+                 sample_unit="token", ttft_p50_s=0.01, tpot_p50_s=tpot_ms / 1e3)
+        rows.append(r)
+    (g,) = analyse(rows)
+    # best quality first in tables means the lowest perplexity first
+    from optbench.report.analysis import best_first, generative
+
+    assert [r["variant"] for r in best_first(g)][:2] == ["int8", "fp32"]
+    assert generative(g)
+    # TPOT front: int8 (best perplexity), fp32 (next, faster), woq-int8 (fastest of the
+    # rest); woq-int4 is slower than woq-int8 and worse: dominated
+    assert g.fronts["tpot_p50_s"] == {1, 2, 4}
+    rec = recommend(g, Constraints(max_quality_drop=1.0, objective="tpot"))
+    assert rec.best["variant"] == "woq-int8"  # woq-int4 is 5.8 perplexity worse: rejected
+    assert any("woq-int4" == r["variant"] for r, _ in rec.rejected)

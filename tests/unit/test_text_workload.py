@@ -84,3 +84,13 @@ def test_weight_only_quantization_is_for_language_models_on_runtimes_that_have_i
     assert not int8.supports(BACKENDS.get("torch"), "cpu", stacked)
     with pytest.raises(ValueError):
         WeightOnlyConfig(bits=3)
+
+
+def test_an_unreachable_hub_id_is_a_clear_error(tmp_path, monkeypatch):
+    from optbench.errors import UsageError
+    from optbench.models import build_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(UsageError, match="no Hugging Face hub or hub cache"):
+        build_model("someorg/no-such-model", None, tmp_path)
