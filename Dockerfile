@@ -42,7 +42,7 @@ COPY recipes ./recipes
 RUN grep -v -E '^(onnxruntime|openvino|nncf)==' constraints.txt > /tmp/constraints-gpu.txt \
  && pip install -c /tmp/constraints-gpu.txt ".[torch,data,report,nvml]" onnx onnxscript \
       "onnxruntime-gpu>=1.22" "tensorrt>=10.9,<11" transformers tokenizers optimum-onnx \
- && if [ "$WITH_VLLM" = "1" ]; then pip install vllm; fi
+ && if [ "$WITH_VLLM" = "1" ]; then pip install vllm bitsandbytes; fi
 WORKDIR /optbench
 VOLUME ["/cache", "/optbench/reports"]
 ENTRYPOINT ["optbench"]

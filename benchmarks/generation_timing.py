@@ -59,9 +59,11 @@ def by_hand(lm, prompt: np.ndarray, n: int) -> tuple[float, float, int]:
 
 
 def by_optbench(loop: GenerationLoop, prompt: np.ndarray) -> tuple[float, float, int]:
-    """(TTFT s, TPOT s, tokens counted) of one call through optbench's latency pass."""
+    """(TTFT s, TPOT s, tokens) of one call through optbench's latency pass; the tokens are
+    what optbench's load trials count: the size of the ids the call returned."""
     _, timing = loop.request_timings([prompt])
-    return timing["ttft_s"][0], timing["tpot_s"][0], loop.new_tokens - loop.short_calls
+    tokens = int(loop.lm.generate(prompt, loop.new_tokens, lambda: None).tokens.size)
+    return timing["ttft_s"][0], timing["tpot_s"][0], tokens
 
 
 def main() -> None:

@@ -89,6 +89,7 @@ def execute(spec: RunSpec, cache: Path, on_phase: Callable[[str], None],
     workload = WORKLOADS.get(spec.workload.kind)(
         replace(spec.workload, dataset=dataset), base, eval_cap, cache / "workloads"
     )
+    workload.check()
     phases["build_s"] = time.monotonic() - t
 
     on_phase("transforms")

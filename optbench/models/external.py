@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import logging
 from pathlib import Path
 from typing import Any
 
 from optbench.artifact import ModelArtifact
 from optbench.errors import UsageError
 
+log = logging.getLogger(__name__)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 ONNX_DTYPES = {1: "float32", 10: "float16", 16: "bfloat16", 11: "float64"}
@@ -110,6 +113,14 @@ def load_hf_image_classifier(ref: str) -> ModelArtifact:
     )
 
 
+# What identifies a causal LM besides its weights (the digest covers them all).
+TOKENIZER_FILES = ("config.json", "tokenizer.json", "tokenizer.model", "vocab.json",
+                   "merges.txt", "tokenizer_config.json", "special_tokens_map.json",
+                   "added_tokens.json", "generation_config.json")
+HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt"]
+
+
+@functools.cache
 def local_hf_dir(ref: str) -> Path | None:
     """A Hugging Face model as a local directory: the directory itself, or a hub id fetched
     into (or found in) the local hub cache; None when neither is reachable."""
@@ -118,8 +129,9 @@ def local_hf_dir(ref: str) -> Path | None:
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(ref))
-    except Exception:  # noqa: BLE001 - no hub, no cache, no such model: the caller explains
+        return Path(snapshot_download(ref, allow_patterns=HUB_FILES))
+    except Exception as exc:  # noqa: BLE001 - no hub, no cache, gated: the caller explains
+        log.info("Hugging Face %s not reachable: %s", ref, exc)
         return None
 
 
@@ -148,13 +160,12 @@ def load_hf_causal_lm(ref: str, name: str | None = None) -> ModelArtifact:
     directory = local_hf_dir(ref)
     if directory is None:
         raise UsageError(f"{ref}: not a local directory, and no hub or hub cache has it")
-    files = sorted(p for p in directory.iterdir() if p.suffix in (".safetensors", ".bin")
-                   or p.name in ("config.json", "tokenizer.json"))
+    files = sorted(p for p in directory.iterdir() if p.is_file() and (
+        p.suffix in (".safetensors", ".bin") or p.name in TOKENIZER_FILES))
     if not any(p.suffix in (".safetensors", ".bin") for p in files):
         raise UsageError(f"{ref}: no weights (*.safetensors or *.bin) in the directory")
     config = json.loads((directory / "config.json").read_text())
-    if not (directory / "tokenizer.json").is_file() and not (
-            directory / "tokenizer_config.json").is_file():
+    if not any((directory / name).is_file() for name in TOKENIZER_FILES[1:]):
         raise UsageError(f"{ref}: no tokenizer files; save the tokenizer next to the model")
     weight_bytes = sum(p.stat().st_size for p in files if p.suffix in (".safetensors", ".bin"))
     return ModelArtifact(

@@ -25,7 +25,6 @@ from optbench.artifact import ModelArtifact
 from optbench.models import ModelCard
 
 log = logging.getLogger(__name__)
-HF_CAUSAL_LM = "hf-causal-lm"
 SPECIAL = {"bos_token": "<|bos|>", "eos_token": "<|eos|>", "pad_token": "<|pad|>"}
 DEFAULTS: dict[str, Any] = {
     "vocab_size": 4096, "hidden_size": 256, "intermediate_size": 704, "layers": 4, "heads": 4,
@@ -57,7 +56,8 @@ def token_stream(tokenizer: Any, texts: list[str]) -> np.ndarray:
     ids: list[int] = []
     for text in texts:
         ids.extend(tokenizer(text, add_special_tokens=False)["input_ids"])
-        ids.append(tokenizer.eos_token_id)
+        if tokenizer.eos_token_id is not None:
+            ids.append(tokenizer.eos_token_id)
     return np.asarray(ids, dtype=np.int64)
 
 

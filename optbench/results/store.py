@@ -119,13 +119,18 @@ class Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path, timeout=30)
         self.db.row_factory = sqlite3.Row
+        # The write lock makes the version check and an upgrade one step: two processes
+        # opening an old store at once do not both migrate it.
+        self.db.execute("BEGIN IMMEDIATE")
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         has_tables = self.db.execute(
             "SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0]
         if has_tables and version in MIGRATIONS:  # older stores are upgraded in place
             for step in MIGRATIONS[version]:
                 self.db.execute(step)
+            self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             version = SCHEMA_VERSION
+        self.db.commit()
         if has_tables and version != SCHEMA_VERSION:
             raise OptbenchError(
                 f"{path} has store schema v{version}; this optbench writes v{SCHEMA_VERSION}. "

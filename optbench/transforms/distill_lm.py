@@ -24,10 +24,12 @@ def narrower_config(config: Any, width: float) -> Any:
     heads = max(1, round(config.num_attention_heads * width))
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
-    group = max(1, config.num_attention_heads // kv_heads)
+    wanted = max(1, round(kv_heads * heads / config.num_attention_heads))
     student = config.__class__.from_dict(config.to_dict())
     student.num_attention_heads = heads
-    student.num_key_value_heads = max(1, heads // group)
+    # grouped-query attention: key/value heads must divide the attention heads
+    student.num_key_value_heads = max(d for d in range(1, heads + 1)
+                                      if heads % d == 0 and d <= wanted)
     student.hidden_size = heads * head_dim
     student.head_dim = head_dim
     student.intermediate_size = max(32, round(config.intermediate_size * width / 32) * 32)

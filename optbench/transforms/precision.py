@@ -24,6 +24,9 @@ class PrecisionTransform(Transform):
             return Availability.no(
                 f"{self.precision} after {artifact.precision}: precision steps do not stack"
             )
+        if artifact.quantization.startswith("woq-"):
+            return Availability.no(f"{self.precision} after {artifact.quantization}: the "
+                                   "weights are already quantized")
         return backend.supports(artifact.format, self.precision, device)
 
 

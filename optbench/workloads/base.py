@@ -42,6 +42,9 @@ class Workload(ABC):
     def validate_dataset(cls, dataset: str, path: str) -> None:
         """Raise RecipeError when `dataset` is not something this workload can load."""
 
+    def check(self) -> None:
+        """Raise UsageError for a spec this model cannot be judged by (before any work)."""
+
     @abstractmethod
     def eval_inputs(self) -> np.ndarray:
         """Evaluation inputs, shape (N, *input_shape), already preprocessed."""

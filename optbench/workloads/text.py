@@ -95,14 +95,31 @@ class TextGeneration(Workload):
 
         return token_stream(self.tokenizer, [d.text for d in self.documents])
 
-    @property
-    def window(self) -> int:
-        """Perplexity window: the model's context, at most 128 tokens."""
+    @cached_property
+    def context(self) -> int | None:
+        """The model's context length from its config (None when it does not say)."""
         import json
 
         config = json.loads((Path(self.artifact.path) / "config.json").read_text())
-        limit = config.get("max_position_embeddings") or config.get("n_positions") or 128
-        return int(min(128, limit))
+        limit = config.get("max_position_embeddings") or config.get("n_positions")
+        return int(limit) if limit else None
+
+    @property
+    def window(self) -> int:
+        """Perplexity window: the model's context, at most 128 tokens."""
+        return min(128, self.context or 128)
+
+    def check(self) -> None:
+        """Requests must fit the model's context, and the text must hold them."""
+        needed = self.prompt_tokens + self.new_tokens
+        if self.context is not None and needed > self.context:
+            raise UsageError(f"prompt_tokens {self.prompt_tokens} + new_tokens "
+                             f"{self.new_tokens} = {needed} exceed the model's context of "
+                             f"{self.context} tokens")
+        if len(self.stream) < needed + 1:
+            raise UsageError(f"dataset {self.dataset}: {len(self.stream)} tokens of text, too "
+                             f"little for one prompt of {self.prompt_tokens} tokens")
+        self.perplexity_windows  # noqa: B018 - raises when there is not one window of text
 
     @cached_property
     def perplexity_windows(self) -> np.ndarray:
@@ -119,8 +136,7 @@ class TextGeneration(Workload):
     def eval_inputs(self) -> np.ndarray:
         """Prompts of `prompt_tokens` tokens, spread evenly over the held-out stream."""
         count, length = self.prompt_count, self.prompt_tokens
-        if len(self.stream) < length + self.new_tokens:
-            raise UsageError(f"dataset {self.dataset}: too little text for a prompt")
+        self.check()
         starts = np.linspace(0, len(self.stream) - length - 1, count).round().astype(int)
         return np.stack([self.stream[s:s + length] for s in starts]).astype(np.int64)
 

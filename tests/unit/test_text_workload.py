@@ -94,3 +94,29 @@ def test_an_unreachable_hub_id_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     with pytest.raises(UsageError, match="no Hugging Face hub or hub cache"):
         build_model("someorg/no-such-model", None, tmp_path)
+
+
+def test_int8_does_not_stack_on_weight_only_weights():
+    from optbench.artifact import ModelArtifact
+    from optbench.backends import BACKENDS
+    from optbench.transforms.precision import Int8
+
+    lm = ModelArtifact("m", "hf-causal-lm", (), 10, path="/x", digest="d")
+    woq = lm.derive("woq-int4", quantization="woq-int4")
+    assert "already quantized" in Int8().supports(BACKENDS.get("ort"), "cpu", woq).reason
+    assert Int8().supports(BACKENDS.get("ort"), "cpu", lm)
+
+
+def test_requests_longer_than_the_context_are_refused_up_front(tmp_path):
+    import json
+
+    from optbench.artifact import ModelArtifact
+    from optbench.errors import UsageError
+    from optbench.recipe import WorkloadSpec
+
+    (tmp_path / "config.json").write_text(json.dumps({"max_position_embeddings": 48}))
+    lm = ModelArtifact("m", "hf-causal-lm", (), 10, path=str(tmp_path), digest="d")
+    workload = TextGeneration(WorkloadSpec(kind="text", prompt_tokens=32, new_tokens=32), lm,
+                              None, tmp_path)
+    with pytest.raises(UsageError, match="exceed the model's context of 48 tokens"):
+        workload.check()

@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 
-HF_CAUSAL_LM = "hf-causal-lm"
 OnToken = Callable[[], None]
 
 

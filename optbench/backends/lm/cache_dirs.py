@@ -7,8 +7,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                   "generation_config.json", "config.json")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".onnx_data", ".xml")
 
 
 def built_dir(target: Path, build: Callable[[Path], None]) -> Path:
@@ -28,10 +27,12 @@ def built_dir(target: Path, build: Callable[[Path], None]) -> Path:
 
 
 def copy_side_files(source: Path, dest: Path) -> None:
-    """Tokenizer and config files a converted model directory needs next to its weights."""
-    for name in TOKENIZER_FILES:
-        if (source / name).is_file() and not (dest / name).is_file():
-            shutil.copy2(source / name, dest / name)
+    """Tokenizer and config files (every file but weights) a converted model directory
+    needs next to its own weights; files the conversion wrote are kept."""
+    for path in source.iterdir():
+        if path.is_file() and path.suffix not in WEIGHT_SUFFIXES and not (
+                dest / path.name).exists():
+            shutil.copy2(path, dest / path.name)
 
 
 def dir_bytes(directory: Path, suffixes: tuple[str, ...]) -> int:

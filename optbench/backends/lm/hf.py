@@ -14,6 +14,9 @@ import numpy as np
 
 from optbench.backends.lm.base import CausalLM, Generation, OnToken
 
+# Plain greedy decoding whatever a model's generation_config asks for, on every runtime.
+NEUTRAL = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0}
+
 
 def step_streamer(on_token: OnToken) -> Any:
     from transformers.generation.streamers import BaseStreamer
@@ -36,6 +39,13 @@ def step_streamer(on_token: OnToken) -> Any:
             pass
 
     return StepStreamer()
+
+
+def pad_token_id(tokenizer: Any) -> int | None:
+    """The pad id, else end-of-sequence: without one, transformers logs a warning on every
+    `generate` call, inside the timed windows."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None \
+        else tokenizer.eos_token_id
 
 
 class HFGenerator(CausalLM):
@@ -63,7 +73,7 @@ class HFGenerator(CausalLM):
             out = self.model.generate(
                 input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, num_beams=1,
                 max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                pad_token_id=self.pad_token_id, streamer=streamer)
+                pad_token_id=self.pad_token_id, streamer=streamer, **NEUTRAL)
         return Generation(out[:, prompts.shape[1]:].cpu().numpy(), streamer.steps)
 
     def nll(self, ids: np.ndarray) -> np.ndarray:

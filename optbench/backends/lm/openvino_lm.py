@@ -18,7 +18,7 @@ from typing import Any
 
 from optbench.artifact import ModelArtifact
 from optbench.backends.lm.cache_dirs import built_dir, copy_side_files, dir_bytes
-from optbench.backends.lm.hf import HFGenerator
+from optbench.backends.lm.hf import HFGenerator, pad_token_id
 
 log = logging.getLogger(__name__)
 GROUP = 32
@@ -74,7 +74,7 @@ def load(artifact: ModelArtifact, cache_dir: Path, threads: int | None,
               "PERFORMANCE_HINT": performance_hint.upper(),
               "INFERENCE_NUM_THREADS": str(threads)}
     model = OVModelForCausalLM.from_pretrained(directory, ov_config=config, use_cache=True)
-    tokenizer = AutoTokenizer.from_pretrained(directory)
+    tokenizer = AutoTokenizer.from_pretrained(artifact.path)
     compiled = model.request.get_compiled_model() if hasattr(model.request, "get_compiled_model") \
         else None
     effective: dict[str, str] = {}
@@ -89,4 +89,4 @@ def load(artifact: ModelArtifact, cache_dir: Path, threads: int | None,
             "model_bytes": dir_bytes(directory, (".xml", ".bin")),
             "kv_cache": "stateful (inside the infer request)"}
     return HFGenerator(model, f"optimum OVModelForCausalLM, {path}", "cpu",
-                       tokenizer.pad_token_id, info)
+                       pad_token_id(tokenizer), info)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from optbench.artifact import ModelArtifact
 from optbench.backends.lm.cache_dirs import built_dir, copy_side_files, dir_bytes
-from optbench.backends.lm.hf import HFGenerator
+from optbench.backends.lm.hf import HFGenerator, pad_token_id
 
 log = logging.getLogger(__name__)
 BLOCK = 32
@@ -86,11 +86,12 @@ def load(artifact: ModelArtifact, cache_dir: Path, device: str,
     provider = "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
     model = ORTModelForCausalLM.from_pretrained(directory, use_cache=True, provider=provider,
                                                 session_options=options)
-    tokenizer = AutoTokenizer.from_pretrained(directory)
+    tokenizer = AutoTokenizer.from_pretrained(artifact.path)
     info = {"runtime": f"onnxruntime {ort.__version__}", "threads": threads,
             "provider": provider, "model_file": f"{directory.name}/model.onnx",
             "model_bytes": dir_bytes(directory, (".onnx", ".onnx_data", ".data")),
             "kv_cache": "past key/values as graph inputs and outputs (optimum)"}
-    # optimum's model is driven with torch tensors on the host even on CUDA (it binds them).
-    return HFGenerator(model, f"optimum ORTModelForCausalLM, {path}", "cpu",
-                       tokenizer.pad_token_id, info)
+    # On CUDA optimum binds inputs by address (IO binding): they must be on the GPU too.
+    # (Not run on a GPU yet: onnxruntime-gpu is not in the GPU image this project had.)
+    return HFGenerator(model, f"optimum ORTModelForCausalLM, {path}", device,
+                       pad_token_id(tokenizer), info)

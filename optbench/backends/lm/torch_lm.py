@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from optbench.artifact import ModelArtifact
-from optbench.backends.lm.hf import HFGenerator
+from optbench.backends.lm.hf import HFGenerator, pad_token_id
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "float32"}
 WOQ_GROUP = 32
@@ -58,4 +58,4 @@ def load(artifact: ModelArtifact, device: str, threads: int | None) -> HFGenerat
     info = {"runtime": f"torch {torch.__version__}", "threads": threads,
             "kv_cache": "transformers DynamicCache", "model_bytes": weight_bytes or None}
     return HFGenerator(model, f"transformers generate, {path}", device,
-                       tokenizer.pad_token_id, info)
+                       pad_token_id(tokenizer), info)

@@ -8,7 +8,9 @@ wheel installs on this project's CPU machines). What differs from the other runt
   offline LLM turns stats off by default and `metrics` is then None;
 - the dtype is passed explicitly: "auto" would turn a float32 checkpoint into float16;
 - perplexity comes from `prompt_logprobs` (the actual next token is always included);
-- `max_num_seqs` is the concurrency: the requests of one call run as one continuous batch.
+- `max_num_seqs` is the concurrency: the requests of one call run as one continuous batch;
+  TTFT is per request (queueing behind the others included), where the streaming runtimes
+  give one TTFT per call (every request of a static batch gets its first token together).
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ class VllmLM(CausalLM):
             "gpu_memory_utilization": config.gpu_memory_utilization,
             "enforce_eager": config.enforce_eager, "enable_prefix_caching": False,
             "disable_log_stats": False, "quantization": quantization,
+            # older vLLM needs the load format named too for in-flight bitsandbytes
+            "load_format": "bitsandbytes" if quantization else None,
         }
         if config.max_model_len:
             self.settings["max_model_len"] = config.max_model_len
@@ -84,17 +88,23 @@ class VllmLM(CausalLM):
     def generate(self, prompts: np.ndarray, new_tokens: int, on_token: OnToken) -> Generation:
         from vllm import SamplingParams
 
+        # neutral penalties: vLLM may take defaults from the model's generation_config
         params = SamplingParams(temperature=0.0, max_tokens=new_tokens, min_tokens=new_tokens,
-                                ignore_eos=True)
+                                ignore_eos=True, repetition_penalty=1.0)
         outputs = self.llm.generate(self._prompts(prompts), params, use_tqdm=False)
-        tokens = np.array([list(o.outputs[0].token_ids) for o in outputs], dtype=np.int64)
+        rows = [list(o.outputs[0].token_ids) for o in outputs]
+        # a request cut short (e.g. by max_model_len): every row keeps the shortest length,
+        # so the loop counts only tokens every request produced and reports a short call
+        shortest = min(len(r) for r in rows)
+        tokens = np.array([r[:shortest] for r in rows], dtype=np.int64)
         ttft, tpot = request_times(outputs)
         return Generation(tokens, None, ttft, tpot)
 
     def nll(self, ids: np.ndarray) -> np.ndarray:
         from vllm import SamplingParams
 
-        params = SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=1)
+        params = SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=1,
+                                repetition_penalty=1.0)
         outputs = self.llm.generate(self._prompts(ids), params, use_tqdm=False)
         rows = []
         for row, out in zip(ids, outputs):
