@@ -57,7 +57,9 @@ def test_compare_reports_counter_energy_within_half_a_percent(tmp_path, powercap
     detail = [(t.total_energy_j() / t.samples, t.excluded, [r.flags for r in t.readings])
               for t in loads]
     assert row["energy_per_sample_j"] == pytest.approx(truth_per_sample, rel=0.005), detail
-    assert row["idle_power_w"] == pytest.approx(PACKAGE_W + DRAM_W, rel=0.005)
+    # the idle window is 1 s (preset quick): the fake counter's 2 ms updates, late by a few
+    # ms when the machine is busy, allow about 1% there (the load windows are 2 s and more)
+    assert row["idle_power_w"] == pytest.approx(PACKAGE_W + DRAM_W, rel=0.01)
     report = (out / "compare-fake-mlp" / "report.md").read_text()
     assert "Energy boundary" in report and "measured-counter" in report
 
