@@ -19,12 +19,13 @@ from optbench.report.data import ReportData
 from optbench.report.recommend import Recommendation, label
 from optbench.report.text import (
     BOUNDARY,
-    MAKING_HEAD,
     QUALITY_NOTES,
     SPARSITY_NOTE,
+    break_even_unit,
     environment_summary,
     fmt,
     making_cells,
+    making_head,
     mentions_unstructured,
     packages_summary,
     pct,
@@ -198,10 +199,10 @@ def table(group: Group) -> str:
 
 def making_table(rows: list[dict[str, Any]]) -> str:
     """What each model is, what it cost to make, and when that energy is paid back."""
-    out = ['<h3>What each model cost to make</h3><p class="note">Break-even: inferences '
-           "after which the per-sample energy saving over the same backend's untransformed "
-           'fp32 run repays the training energy.</p><table><thead><tr>'
-           + "".join(f"<th>{esc(h)}</th>" for h in MAKING_HEAD) + "</tr></thead><tbody>"]
+    out = ['<h3>What each model cost to make</h3><p class="note">Break-even: '
+           f"{break_even_unit(rows)} after which the per-sample energy saving over the same "
+           "backend's untransformed fp32 run repays the training energy.</p><table><thead><tr>"
+           + "".join(f"<th>{esc(h)}</th>" for h in making_head(rows)) + "</tr></thead><tbody>"]
     for r in sorted(rows, key=lambda r: (r["backend"], r["variant"], r["batch_size"])):
         out.append("<tr>" + "".join(f'<td class="l">{esc(c)}</td>' for c in making_cells(r))
                    + "</tr>")

@@ -10,12 +10,13 @@ from optbench.report.data import ReportData
 from optbench.report.recommend import Recommendation, label
 from optbench.report.text import (
     BOUNDARY,
-    MAKING_HEAD,
     QUALITY_NOTES,
     SPARSITY_NOTE,
+    break_even_unit,
     environment_summary,
     fmt,
     making_cells,
+    making_head,
     mentions_unstructured,
     packages_summary,
     pct,
@@ -141,10 +142,11 @@ def table_row(r: dict[str, Any], group: Group, split: bool, envs: bool, priced: 
 
 def making_lines(rows: list[dict[str, Any]]) -> list[str]:
     """What each model is, what it cost to make, and when that energy is paid back."""
-    lines = ["What each model is and what it cost to make. Break-even: inferences after which "
-             "its per-sample energy saving over the same backend's untransformed fp32 run "
-             "repays its training energy.", "",
-             "| " + " | ".join(MAKING_HEAD) + " |", "|" + "---|" * len(MAKING_HEAD)]
+    head = making_head(rows)
+    lines = [f"What each model is and what it cost to make. Break-even: {break_even_unit(rows)} "
+             "after which its per-sample energy saving over the same backend's untransformed "
+             "fp32 run repays its training energy.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in sorted(rows, key=lambda r: (r["backend"], r["variant"], r["batch_size"])):
         lines.append("| " + " | ".join(cell(c) for c in making_cells(r)) + " |")
     lines.append("")

@@ -77,6 +77,16 @@ MAKING_HEAD = ("backend", "variant", "lineage", "parameters", "MACs", "model KB"
                "training J (method)", "training s", "break-even inferences")
 
 
+def break_even_unit(rows: list[dict[str, Any]]) -> str:
+    """What break-even counts: inferences, or output tokens for text generation."""
+    return "output tokens" if any(r.get("sample_unit") == "token" for r in rows) \
+        else "inferences"
+
+
+def making_head(rows: list[dict[str, Any]]) -> tuple[str, ...]:
+    return (*MAKING_HEAD[:-1], f"break-even {break_even_unit(rows)}")
+
+
 def break_even_text(row: dict[str, Any]) -> str:
     if not row.get("training"):
         return "- (no training)"
