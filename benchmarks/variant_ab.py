@@ -17,17 +17,13 @@ import argparse
 import statistics
 
 import numpy as np
+from generation_timing import ONE_CALL  # a sibling script: run from benchmarks/
 
 from optbench.backends import BACKENDS
 from optbench.backends.base import LoadContext
 from optbench.cache import cache_root
 from optbench.generation import GenerationLoop
-from optbench.loop import Protocol
 from optbench.models import build_model
-
-ONE_CALL = Protocol("ab", warmup_min_s=0, warmup_max_s=1, latency_min_iters=1,
-                    latency_min_s=0, latency_max_s=600, window_min_s=0, trials_min=1,
-                    trials_max=1, idle_s=0, eval_cap=None, latency_max_iters=1)
 
 
 def variant(artifact, name: str):

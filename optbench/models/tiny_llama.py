@@ -51,16 +51,6 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> Any:
     return PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, **SPECIAL)
 
 
-def token_stream(tokenizer: Any, texts: list[str]) -> np.ndarray:
-    """All texts as one id stream, each document followed by the end-of-sequence token."""
-    ids: list[int] = []
-    for text in texts:
-        ids.extend(tokenizer(text, add_special_tokens=False)["input_ids"])
-        if tokenizer.eos_token_id is not None:
-            ids.append(tokenizer.eos_token_id)
-    return np.asarray(ids, dtype=np.int64)
-
-
 def llama_config(tokenizer: Any, r: dict[str, Any], width: float = 1.0) -> Any:
     from transformers import LlamaConfig
 
@@ -147,7 +137,7 @@ def train_directory(card: ModelCard, target: Path) -> dict[str, Any]:
     import torch
     from transformers import LlamaForCausalLM
 
-    from optbench.workloads.corpus import digest, pydocs, split
+    from optbench.workloads.corpus import digest, pydocs, split, token_stream
 
     r = recipe(card)
     docs = pydocs()

@@ -59,8 +59,8 @@ def distill_lm(artifact: ModelArtifact, derived: ModelArtifact, cfg: Any,
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from optbench.models.tiny_llama import lm_batches, token_stream, train_lm
-    from optbench.workloads.corpus import pydocs, split
+    from optbench.models.tiny_llama import lm_batches, train_lm
+    from optbench.workloads.corpus import pydocs, split, token_stream
 
     def make(session: MeteredSession, record: TrainingRecord, out: Path) -> dict[str, Any]:
         tokenizer = AutoTokenizer.from_pretrained(artifact.path)

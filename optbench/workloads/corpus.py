@@ -14,6 +14,9 @@ import sysconfig
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 HELDOUT_EVERY = 10  # one document in ten is held out (by name hash)
 TEXT_SUFFIXES = (".txt", ".md", ".rst")
@@ -65,6 +68,16 @@ def text_files(root: Path) -> tuple[Document, ...]:
 def split(docs: tuple[Document, ...]) -> tuple[list[Document], list[Document]]:
     """(training, held-out) documents."""
     return [d for d in docs if not d.heldout], [d for d in docs if d.heldout]
+
+
+def token_stream(tokenizer: Any, texts: list[str]) -> np.ndarray:
+    """All texts as one id stream, each document followed by the end-of-sequence token."""
+    ids: list[int] = []
+    for text in texts:
+        ids.extend(tokenizer(text, add_special_tokens=False)["input_ids"])
+        if tokenizer.eos_token_id is not None:
+            ids.append(tokenizer.eos_token_id)
+    return np.asarray(ids, dtype=np.int64)
 
 
 def digest(docs: tuple[Document, ...]) -> str:

@@ -91,7 +91,7 @@ class TextGeneration(Workload):
     @cached_property
     def stream(self) -> np.ndarray:
         """The held-out text as one token stream, documents separated by end-of-sequence."""
-        from optbench.models.tiny_llama import token_stream
+        from optbench.workloads.corpus import token_stream
 
         return token_stream(self.tokenizer, [d.text for d in self.documents])
 

@@ -28,6 +28,11 @@ def test_narrower_config_keeps_head_size_depth_and_vocabulary():
     assert student.hidden_size == 128 and student.head_dim == 64
     assert student.intermediate_size == 352 and student.num_hidden_layers == 4
     assert student.vocab_size == 100 and teacher.hidden_size == 256
+    # grouped-query attention: key/value heads always divide the attention heads
+    gqa = LlamaConfig(hidden_size=768, intermediate_size=2048, num_attention_heads=12,
+                      num_key_value_heads=4)
+    narrow = narrower_config(gqa, 0.6)
+    assert narrow.num_attention_heads == 7 and 7 % narrow.num_key_value_heads == 0
 
 
 def test_distilled_student_is_smaller_metered_and_cached(tmp_path):

@@ -120,3 +120,18 @@ def test_requests_longer_than_the_context_are_refused_up_front(tmp_path):
                               None, tmp_path)
     with pytest.raises(UsageError, match="exceed the model's context of 48 tokens"):
         workload.check()
+
+
+def test_generation_pads_with_end_of_sequence_when_a_tokenizer_has_no_pad():
+    from types import SimpleNamespace
+
+    from optbench.backends.lm.hf import pad_token_id, step_streamer
+
+    assert pad_token_id(SimpleNamespace(pad_token_id=None, eos_token_id=7)) == 7
+    assert pad_token_id(SimpleNamespace(pad_token_id=2, eos_token_id=7)) == 2
+    calls = []
+    streamer = step_streamer(lambda: calls.append(1))
+    for value in ("prompt", "step 1", "step 2"):
+        streamer.put(value)
+    assert streamer.steps == 2 and len(calls) == 2  # the prompt is not a decoding step
+    assert type(step_streamer(lambda: None)) is type(streamer)  # one class, reused

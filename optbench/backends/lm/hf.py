@@ -8,6 +8,7 @@ tokens, already copied to the host.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -18,13 +19,16 @@ from optbench.backends.lm.base import CausalLM, Generation, OnToken
 NEUTRAL = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0}
 
 
-def step_streamer(on_token: OnToken) -> Any:
+@functools.cache
+def _streamer_class() -> type:
+    """Defined on first use (transformers is imported lazily), then reused by every call."""
     from transformers.generation.streamers import BaseStreamer
 
     class StepStreamer(BaseStreamer):
         """Counts decoding steps and announces each one; the prompt's put is skipped."""
 
-        def __init__(self) -> None:
+        def __init__(self, on_token: OnToken) -> None:
+            self.on_token = on_token
             self.prompt_seen = False
             self.steps = 0
 
@@ -33,12 +37,16 @@ def step_streamer(on_token: OnToken) -> Any:
                 self.prompt_seen = True
                 return
             self.steps += 1
-            on_token()
+            self.on_token()
 
         def end(self) -> None:
             pass
 
-    return StepStreamer()
+    return StepStreamer
+
+
+def step_streamer(on_token: OnToken) -> Any:
+    return _streamer_class()(on_token)
 
 
 def pad_token_id(tokenizer: Any) -> int | None:
