@@ -25,11 +25,11 @@ import torch
 
 from optbench.backends.lm import openvino_lm, ort_lm, torch_lm
 from optbench.cache import cache_root
-from optbench.generation import GenerationLoop
-from optbench.loop import Protocol
+from optbench.measure.generation import GenerationLoop
+from optbench.measure.presets import Preset
 from optbench.models import build_model
 
-ONE_CALL = Protocol("bench", warmup_min_s=0, warmup_max_s=1, latency_min_iters=1,
+ONE_CALL = Preset("bench", warmup_min_s=0, warmup_max_s=1, latency_min_iters=1,
                     latency_min_s=0, latency_max_s=600, window_min_s=0, trials_min=1,
                     trials_max=1, idle_s=0, eval_cap=None, latency_max_iters=1)
 

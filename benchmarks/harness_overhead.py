@@ -29,10 +29,11 @@ import numpy as np
 from optbench.backends import BACKENDS
 from optbench.backends.base import LoadContext
 from optbench.cache import cache_root
-from optbench.loop import MeasuredLoop, Protocol
+from optbench.measure.loop import MeasuredLoop
+from optbench.measure.presets import Preset
 from optbench.models import build_model
 
-PROTOCOL = Protocol("bench", warmup_min_s=1, warmup_max_s=5, latency_min_iters=20,
+PROTOCOL = Preset("bench", warmup_min_s=1, warmup_max_s=5, latency_min_iters=20,
                     latency_min_s=0.5, latency_max_s=3, window_min_s=0.5, trials_min=1,
                     trials_max=1, idle_s=0, eval_cap=None, window_periods=0)
 

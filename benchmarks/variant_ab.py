@@ -22,7 +22,7 @@ from generation_timing import ONE_CALL  # a sibling script: run from benchmarks/
 from optbench.backends import BACKENDS
 from optbench.backends.base import LoadContext
 from optbench.cache import cache_root
-from optbench.generation import GenerationLoop
+from optbench.measure.generation import GenerationLoop
 from optbench.models import build_model
 
 

@@ -34,8 +34,6 @@ def package_versions() -> dict[str, str | None]:
 
 
 def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
-    from optbench.meters.estimate import cpu_model_name
-
     flags: set[str] = set()
     vendor = None
     try:
@@ -85,8 +83,6 @@ def git_state() -> tuple[str | None, bool | None]:
 
 def fingerprint() -> dict[str, Any]:
     """Hardware and software facts that bear on a measurement (no volatile readings)."""
-    from optbench.meters.inventory import gpu_inventory, powercap_zones
-
     return {
         "optbench_version": __version__,
         "schema_version": SCHEMA_VERSION,
@@ -107,3 +103,76 @@ def fingerprint() -> dict[str, Any]:
 def env_id(data: dict[str, Any]) -> str:
     """Stable id of a fingerprint: the same machine and software give the same id."""
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def cpu_model_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+POWERCAP_ROOT = "/sys/class/powercap"
+
+
+def powercap_root() -> Path:
+    return Path(os.environ.get("OPTBENCH_POWERCAP_ROOT", POWERCAP_ROOT))
+
+
+def powercap_zones(root: Path | None = None) -> dict[str, Any]:
+    """Powercap zones and their names, or the reason there are none."""
+    root = root or powercap_root()
+    if not root.is_dir():
+        return {"root": str(root), "zones": [], "reason": f"{root} does not exist (no RAPL "
+                "interface: a VM or a kernel without intel_rapl/powercap)"}
+    zones = {}
+    for zone in sorted(root.iterdir()):
+        name_file = zone / "name"
+        if name_file.is_file():
+            try:
+                zones[zone.name] = name_file.read_text().strip()
+            except OSError as exc:
+                zones[zone.name] = f"unreadable: {exc.strerror}"
+    return {"root": str(root), "zones": zones}
+
+
+def gpu_inventory(nvml: Any = None) -> dict[str, Any]:
+    """NVIDIA GPUs seen by NVML (static facts only), or the reason none are seen."""
+    if nvml is None:
+        try:
+            import pynvml as nvml
+        except ImportError:
+            return {"devices": [], "reason": "nvidia-ml-py not installed"}
+    try:
+        nvml.nvmlInit()
+    except nvml.NVMLError as exc:
+        return {"devices": [], "reason": f"NVML unavailable: {exc}"}
+    try:
+        devices = []
+        for i in range(nvml.nvmlDeviceGetCount()):
+            handle = nvml.nvmlDeviceGetHandleByIndex(i)
+            device: dict[str, Any] = {
+                "index": i,
+                "name": _text(nvml.nvmlDeviceGetName(handle)),
+                "uuid": _text(nvml.nvmlDeviceGetUUID(handle)),
+            }
+            for key, call in (
+                ("memory_bytes", lambda h: nvml.nvmlDeviceGetMemoryInfo(h).total),
+                ("power_limit_w", lambda h: nvml.nvmlDeviceGetEnforcedPowerLimit(h) / 1000),
+                ("mig_mode", lambda h: nvml.nvmlDeviceGetMigMode(h)[0]),
+            ):
+                try:
+                    device[key] = call(handle)
+                except nvml.NVMLError as exc:
+                    device[key] = f"unavailable: {exc}"
+            devices.append(device)
+        return {"devices": devices, "driver": _text(nvml.nvmlSystemGetDriverVersion())}
+    finally:
+        nvml.nvmlShutdown()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

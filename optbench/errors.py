@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import importlib.util
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 
 class OptbenchError(Exception):
@@ -62,3 +64,33 @@ def closest(name: str, choices: Iterable[str]) -> str | None:
     """The most similar choice to `name`, or None when nothing is close."""
     matches = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return matches[0] if matches else None
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether something can run here, and if not, why (in words a user can act on)."""
+
+    ok: bool
+    reason: str = ""
+
+    @classmethod
+    def yes(cls) -> Availability:
+        return cls(True)
+
+    @classmethod
+    def no(cls, reason: str) -> Availability:
+        return cls(False, reason)
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def module_availability(*modules: str, extra: str) -> Availability:
+    """Available when every module can be found (without importing it)."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        return Availability.no(
+            f"python package(s) {', '.join(missing)} not installed; "
+            f"install with: pip install 'optbench[{extra}]'"
+        )
+    return Availability.yes()

@@ -29,6 +29,7 @@ class Entry:
     aliases: tuple[str, ...] = ()
     origin: str = "builtin"
     summary: str = ""
+    hidden: bool = False  # resolvable by name, but not listed or suggested (test doubles)
 
 
 @dataclass
@@ -51,6 +52,7 @@ class Registry(Generic[T]):
         aliases: tuple[str, ...] = (),
         origin: str = "builtin",
         summary: str = "",
+        hidden: bool = False,
     ) -> None:
         """Add a plugin; a name or alias that is already taken is an error."""
         for key in (name, *aliases):
@@ -62,7 +64,7 @@ class Registry(Generic[T]):
                 )
         if ":" not in target:
             raise RegistryError(f"{self.kind} '{name}': target '{target}' is not 'module:Class'")
-        self._entries[name] = Entry(name, target, tuple(aliases), origin, summary)
+        self._entries[name] = Entry(name, target, tuple(aliases), origin, summary, hidden)
         for alias in aliases:
             self._aliases[alias] = name
 
@@ -86,16 +88,16 @@ class Registry(Generic[T]):
             self._loaded[canonical] = self._import(self._entries[canonical])
         return self._loaded[canonical]
 
-    def names(self, with_aliases: bool = False) -> list[str]:
+    def names(self, with_aliases: bool = False, include_hidden: bool = False) -> list[str]:
+        """Registered names (hidden ones only when asked), optionally with their aliases."""
         self._discover()
-        names = list(self._entries)
+        names = [n for n, e in self._entries.items() if include_hidden or not e.hidden]
         if with_aliases:
-            names += list(self._aliases)
+            names += [a for a, n in self._aliases.items() if n in names]
         return sorted(names)
 
-    def entries(self) -> list[Entry]:
-        self._discover()
-        return [self._entries[n] for n in sorted(self._entries)]
+    def entries(self, include_hidden: bool = False) -> list[Entry]:
+        return [self._entries[n] for n in self.names(include_hidden=include_hidden)]
 
     def _import(self, entry: Entry) -> type:
         module_name, _, attr = entry.target.partition(":")

@@ -13,5 +13,5 @@ BACKENDS.register("trt", "optbench.backends.trt:TensorRtBackend", aliases=("tens
                   summary="NVIDIA TensorRT (GPU)")
 BACKENDS.register("vllm", "optbench.backends.vllm:VllmBackend",
                   summary="vLLM offline LLM engine (GPU, LLM workloads)")
-BACKENDS.register("fake", "optbench.backends.fake:FakeBackend",
+BACKENDS.register("fake", "optbench.testing.backend:FakeBackend", hidden=True,
                   summary="numpy test backend with injectable latency and faults")

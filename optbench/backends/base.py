@@ -2,12 +2,11 @@
 
 A backend owns the conversion of a ModelArtifact into its native form (ONNX export,
 OpenVINO IR, TensorRT engine), including numeric precision through its own toolchain,
-cached by the artifact's digest. It never times itself: `optbench.loop` does that.
+cached by the artifact's digest. It never times itself: `optbench.measure.loop` does that.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,41 +16,15 @@ from typing import Any, ClassVar
 import numpy as np
 
 from optbench.artifact import ModelArtifact
+from optbench.errors import Availability, module_availability
 
-
-@dataclass(frozen=True)
-class Availability:
-    """Whether something can run here, and if not, why (in words a user can act on)."""
-
-    ok: bool
-    reason: str = ""
-
-    @classmethod
-    def yes(cls) -> Availability:
-        return cls(True)
-
-    @classmethod
-    def no(cls, reason: str) -> Availability:
-        return cls(False, reason)
-
-    def __bool__(self) -> bool:
-        return self.ok
+__all__ = ["Availability", "Backend", "BackendConfig", "LoadContext", "file_bytes",
+           "module_availability"]  # Availability: re-exported for third-party plugins
 
 
 def file_bytes(*paths: Path) -> int:
     """Size on disk of a model's files (an OpenVINO IR is its .xml and .bin)."""
     return sum(p.stat().st_size for p in paths if p.is_file())
-
-
-def module_availability(*modules: str, extra: str) -> Availability:
-    """Available when every module can be found (without importing it)."""
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        return Availability.no(
-            f"python package(s) {', '.join(missing)} not installed; "
-            f"install with: pip install 'optbench[{extra}]'"
-        )
-    return Availability.yes()
 
 
 @dataclass(frozen=True)

@@ -135,7 +135,7 @@ def build_engine(trt: Any, onnx_path: Path, plan: BuildPlan, timing_cache: Path 
 
 
 def gpu_present() -> Availability:
-    from optbench.meters.inventory import gpu_inventory
+    from optbench.env import gpu_inventory
 
     inventory = gpu_inventory()
     if inventory.get("devices"):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from optbench.backends.base import Availability
+from optbench.errors import Availability
 from optbench.results.schema import EnergyReading
 
 Clock = Callable[[], int]  # monotonic nanoseconds

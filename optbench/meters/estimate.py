@@ -13,10 +13,10 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from optbench.backends.base import Availability
+from optbench.env import cpu_model_name
+from optbench.errors import Availability
 from optbench.meters.base import Meter, MeterContext
 from optbench.results.schema import EnergyReading
 
@@ -50,18 +50,6 @@ class CpuPower:
     threads: int
     source: str
     band: tuple[float, float]
-
-
-def cpu_model_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    try:
-        for line in cpuinfo.read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown"
 
 
 def resolve_cpu_power(tdp_w: float | None, model: str, logical_cpus: int) -> CpuPower:

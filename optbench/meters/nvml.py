@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from optbench.backends.base import Availability
+from optbench.errors import Availability
 from optbench.meters.base import Meter, MeterContext
 from optbench.meters.polled import integrate
 from optbench.meters.ticker import Ticker

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from optbench.backends.base import Availability
+from optbench.env import powercap_root
+from optbench.errors import Availability
 from optbench.meters.base import Meter, MeterContext
-from optbench.meters.inventory import powercap_root
 from optbench.meters.ticker import Ticker
 from optbench.results.schema import EnergyReading
 

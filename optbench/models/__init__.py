@@ -22,6 +22,9 @@ import yaml
 from optbench.errors import PluginNotFound, RecipeError, UsageError
 
 CARD_DIR = Path(__file__).parent / "cards"
+# Cards of optbench's own tests (hidden: true), found by path so that a recipe run in a
+# child process can name them; models never import optbench.testing.
+TEST_CARD_DIR = Path(__file__).parent.parent / "testing" / "cards"
 CARD_KEYS = (
     "name", "task", "summary", "builder", "input_shape", "input_dtype", "num_outputs",
     "dataset", "mean", "std", "reference_quality", "weights", "requires", "hidden", "options",
@@ -106,7 +109,7 @@ def _cards_in(directories: tuple[str, ...]) -> dict[str, ModelCard]:
 def cards() -> dict[str, ModelCard]:
     """All known cards by name: `$OPTBENCH_MODEL_PATH` directories first, then shipped ones."""
     extra = [d for d in os.environ.get("OPTBENCH_MODEL_PATH", "").split(os.pathsep) if d]
-    return _cards_in((*extra, str(CARD_DIR)))
+    return _cards_in((*extra, str(CARD_DIR), str(TEST_CARD_DIR)))
 
 
 def resolve_model(ref: str) -> ModelRef:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from optbench.artifact import ModelArtifact
-from optbench.backends.base import Availability
+from optbench.errors import Availability
 
 
 class Stage(IntEnum):

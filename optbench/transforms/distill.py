@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from optbench.artifact import ModelArtifact
-from optbench.backends.base import Availability
-from optbench.errors import Unavailable
+from optbench.errors import Availability, Unavailable
 from optbench.models.torchnet import eval_mode
 from optbench.transforms.base import Stage, Transform, TransformConfig, TransformContext
 from optbench.transforms.training import (

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from optbench.artifact import ModelArtifact
-from optbench.backends.base import Availability
+from optbench.errors import Availability
 from optbench.transforms.base import Stage, Transform, TransformContext
 
 

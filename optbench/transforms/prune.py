@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from optbench.artifact import ModelArtifact
-from optbench.backends.base import Availability
-from optbench.errors import Unavailable
+from optbench.errors import Availability, Unavailable
 from optbench.transforms.base import Stage, Transform, TransformConfig, TransformContext
 from optbench.transforms.training import (
     MeteredSession,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from optbench.artifact import ModelArtifact
-from optbench.backends.base import Availability
+from optbench.errors import Availability
 from optbench.transforms.base import Stage, Transform, TransformConfig, TransformContext
 from optbench.transforms.prune import cross_entropy
 from optbench.transforms.training import (

@@ -175,7 +175,7 @@ class TransformCache:
 
 def float_torch_support(backend: type, device: str, artifact: Any, what: str) -> Any:
     """Training transforms start from a float torch model that `backend` can run."""
-    from optbench.backends.base import Availability
+    from optbench.errors import Availability
 
     if artifact.format != "torch" or artifact.quantization:
         return Availability.no(f"{what} needs a float torch model")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from optbench.artifact import ModelArtifact
-from optbench.backends.base import Availability
+from optbench.errors import Availability
 from optbench.transforms.base import Stage, Transform, TransformConfig, TransformContext
 
 

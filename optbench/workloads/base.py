@@ -31,6 +31,7 @@ class Workload(ABC):
 
     name: ClassVar[str] = "base"
     sample_unit: ClassVar[str] = "sample"
+    generative: ClassVar[bool] = False  # text generation: prompts in, tokens out
 
     def __init__(self, spec: Any, artifact: ModelArtifact, eval_cap: int | None, cache: Path):
         self.spec = spec

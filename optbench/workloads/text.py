@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -43,7 +43,7 @@ class TextGeneration(Workload):
 
     name = "text"
     sample_unit = "token"
-    generative = True
+    generative: ClassVar[bool] = True
 
     @classmethod
     def validate_dataset(cls, dataset: str, path: str) -> None:

@@ -7,8 +7,9 @@ import pytest
 from typer.testing import CliRunner
 
 from optbench.cli import app
-from optbench.meters.fake import Constant, FakePowercap
 from optbench.results.store import Store
+from optbench.testing.powercap import FakePowercap
+from optbench.testing.traces import Constant
 
 PACKAGE_W, DRAM_W = 50.0, 5.0
 

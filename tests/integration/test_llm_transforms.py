@@ -9,8 +9,8 @@ import pytest
 
 from optbench.backends.torch import TorchBackend
 from optbench.meters.base import MeterContext
-from optbench.meters.fake import Constant, TraceMeter
 from optbench.models import build_model, resolve_model
+from optbench.testing.traces import Constant, TraceMeter
 from optbench.transforms.base import TransformContext
 from optbench.transforms.distill import Distill, DistillConfig
 from optbench.transforms.distill_lm import narrower_config

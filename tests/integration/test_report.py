@@ -8,10 +8,10 @@ import pytest
 from typer.testing import CliRunner
 
 from optbench.cli import app
-from optbench.recipe import parse_recipe
 from optbench.results.schema import EnergyReading, Metric, RunResult, Trial
 from optbench.results.store import Store
-from optbench.runner import Runner
+from optbench.run.parse import parse_recipe
+from optbench.run.sweep import Runner
 
 XSS = "<img src=x onerror=alert(1)>"
 

@@ -5,9 +5,9 @@ import json
 from typer.testing import CliRunner
 
 from optbench.cli import app
-from optbench.recipe import parse_recipe
 from optbench.results.store import Store
-from optbench.runner import Runner
+from optbench.run.parse import parse_recipe
+from optbench.run.sweep import Runner
 
 
 class Events:
@@ -116,7 +116,7 @@ def test_cli_compare_writes_store_report_and_export(tmp_path):
 
 def test_device_auto_picks_cuda_only_for_backends_that_run_there():
     from optbench.backends import BACKENDS
-    from optbench.runner import resolve_device
+    from optbench.run.sweep import resolve_device
 
     assert resolve_device("auto", "torch", has_gpu=False) == "cpu"
     torch_cuda = bool(BACKENDS.get("torch").device_support("cuda"))

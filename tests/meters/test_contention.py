@@ -1,6 +1,6 @@
 import pytest
 
-from optbench.meters.contention import CpuContention, machine_busy_s, resolution_cores
+from optbench.measure.contention import CpuContention, machine_busy_s, resolution_cores
 
 
 def test_foreign_load_is_machine_minus_own():

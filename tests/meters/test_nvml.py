@@ -5,25 +5,15 @@ import inspect
 import pytest
 
 from optbench.meters.base import MeterContext
-from optbench.meters.fake import Constant, Square, Step
-from optbench.meters.fake_nvml import FakeGpu, FakeNvml
 from optbench.meters.nvml import NvmlMeter, decode_reasons, visible_device
 from optbench.meters.polled import integrate
-
-
-class Clock:
-    def __init__(self):
-        self.now = 5 * 10**9
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, s):
-        self.now += max(int(s * 1e9), 1000)
+from optbench.testing.clock import FakeClock
+from optbench.testing.nvml import FakeGpu, FakeNvml
+from optbench.testing.traces import Constant, Square, Step
 
 
 def make(gpu=None, env=None, gpus=None, **kw):
-    clock = Clock()
+    clock = FakeClock(5 * 10**9, min_step_ns=1000)
     nvml = FakeNvml(gpus or [gpu or FakeGpu(Constant(300.0))], clock, **kw)
     meter = NvmlMeter(MeterContext(device="cuda", clock=clock), nvml=nvml, env=env or {},
                       background=False, self_test_s=0.5, wall_clock=nvml.wall_clock,
@@ -142,7 +132,7 @@ def test_mig_is_labelled_not_attributable():
 
 def test_cuda_visible_devices_mapping():
     gpus = [FakeGpu(Constant(1.0), uuid="GPU-aaaa-0"), FakeGpu(Constant(1.0), uuid="GPU-bbbb-1")]
-    nvml = FakeNvml(gpus, Clock())
+    nvml = FakeNvml(gpus, FakeClock(5 * 10**9, min_step_ns=1000))
     assert visible_device(nvml, {})[1] == "GPU-aaaa-0"
     assert visible_device(nvml, {"CUDA_VISIBLE_DEVICES": "1,0"})[1] == "GPU-bbbb-1"
     assert visible_device(nvml, {"CUDA_VISIBLE_DEVICES": "GPU-bbbb"})[1] == "GPU-bbbb-1"

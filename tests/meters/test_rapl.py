@@ -6,19 +6,10 @@ import time
 import pytest
 
 from optbench.meters.base import MeterContext
-from optbench.meters.fake import Constant, FakePowercap, Ramp, Step
 from optbench.meters.rapl import PERMISSION_HINT, RaplMeter, discover, read_text
-
-
-class Clock:
-    def __init__(self):
-        self.now = 10**9
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, s):
-        self.now += int(s * 1e9)
+from optbench.testing.clock import FakeClock
+from optbench.testing.powercap import FakePowercap
+from optbench.testing.traces import Constant, Ramp, Step
 
 
 def tree(tmp_path, clock, zones, **kw):
@@ -43,7 +34,7 @@ def window(meter, fake, clock, seconds, steps=10):
 
 
 def test_constant_power_is_exact_and_labelled(tmp_path):
-    clock = Clock()
+    clock = FakeClock()
     fake = tree(tmp_path, clock, {"intel-rapl:0": ("package-0", Constant(65.0)),
                                   "intel-rapl:0:1": ("dram", Constant(4.0))})
     meter = meter_for(fake, clock)
@@ -57,7 +48,7 @@ def test_constant_power_is_exact_and_labelled(tmp_path):
 
 @pytest.mark.parametrize("steps", [6, 100])
 def test_wraparound_single_and_many_is_exact(tmp_path, steps):
-    clock = Clock()
+    clock = FakeClock()
     # range 10 J at 40 W: a wrap every 0.25 s; ticks every 0.05 s
     fake = tree(tmp_path, clock, {"intel-rapl:0": ("package-0", Constant(40.0))},
                 max_range_uj=10_000_000)
@@ -73,7 +64,7 @@ def test_wraparound_single_and_many_is_exact(tmp_path, steps):
 
 
 def test_stalled_tick_longer_than_a_wrap_is_flagged_ambiguous(tmp_path):
-    clock = Clock()
+    clock = FakeClock()
     fake = tree(tmp_path, clock, {"intel-rapl:0": ("package-0", Constant(40.0))},
                 max_range_uj=10_000_000)
     meter = meter_for(fake, clock)
@@ -83,7 +74,7 @@ def test_stalled_tick_longer_than_a_wrap_is_flagged_ambiguous(tmp_path):
 
 
 def test_ramp_integrates_exactly_and_windows_add_up(tmp_path):
-    clock = Clock()
+    clock = FakeClock()
     fake = tree(tmp_path, clock, {"intel-rapl:0": ("package-0", Ramp(10.0, 5.0))})
     meter = meter_for(fake, clock)
     t0 = clock()
@@ -97,7 +88,7 @@ def test_ramp_integrates_exactly_and_windows_add_up(tmp_path):
 
 
 def test_domain_algebra(tmp_path):
-    clock = Clock()
+    clock = FakeClock()
     zones = {
         "intel-rapl:0": ("package-0", Constant(50.0)),
         "intel-rapl:0:0": ("core", Constant(30.0)),
@@ -120,7 +111,7 @@ def test_domain_algebra(tmp_path):
 
 
 def test_mirrored_packages_are_counted_once(tmp_path):
-    clock = Clock()
+    clock = FakeClock()
     zones = {"intel-rapl:0": ("package-0", Constant(80.0)),
              "intel-rapl:1": ("package-1", Constant(80.0))}
     fake = tree(tmp_path, clock, zones)
@@ -141,7 +132,7 @@ def test_mirrored_packages_are_counted_once(tmp_path):
 
 
 def test_unreadable_range_means_counter_not_used(tmp_path):
-    clock = Clock()
+    clock = FakeClock()
     fake = tree(tmp_path, clock, {"intel-rapl:0": ("package-0", Constant(1.0)),
                                   "intel-rapl:0:1": ("dram", Constant(1.0))},
                 unreadable_range=("intel-rapl:0:1",))
@@ -151,7 +142,7 @@ def test_unreadable_range_means_counter_not_used(tmp_path):
 
 
 def test_permission_denied_is_unavailable_with_an_actionable_reason(tmp_path):
-    clock = Clock()
+    clock = FakeClock()
     fake = tree(tmp_path, clock, {"intel-rapl:0": ("package-0", Constant(1.0))})
 
     def reader(path):
@@ -173,7 +164,7 @@ def test_missing_root_and_empty_tree(tmp_path):
 
 
 def test_power_step_within_a_window(tmp_path):
-    clock = Clock()
+    clock = FakeClock()
     fake = tree(tmp_path, clock, {"intel-rapl:0": ("package-0", Step(20.0, 100.0, 1.5))})
     meter = meter_for(fake, clock)
     clock.advance(1.0)
@@ -183,7 +174,7 @@ def test_power_step_within_a_window(tmp_path):
 
 
 def test_background_thread_failure_reraises_at_the_next_edge(tmp_path):
-    clock = Clock()
+    clock = FakeClock()
     fake = tree(tmp_path, clock, {"intel-rapl:0": ("package-0", Constant(1.0))})
     meter = meter_for(fake, clock)
     meter._ticker._error = OSError("device gone")

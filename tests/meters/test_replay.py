@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from optbench.meters.base import MeterContext
-from optbench.meters.fake import Recorded
-from optbench.meters.fake_nvml import FakeGpu, FakeNvml
 from optbench.meters.nvml import NvmlMeter
+from optbench.testing.clock import FakeClock
+from optbench.testing.nvml import FakeGpu, FakeNvml
+from optbench.testing.traces import Recorded
 
 FIXTURE = Path(__file__).parent / "fixtures" / "h100-power-buffer.json.gz"
 
@@ -33,16 +34,7 @@ def test_recorded_trace_integral_is_consistent(trace):
     ({"usage"}, 0.05),                 # 1 s average lags changes
 ])
 def test_meter_on_the_replayed_trace(trace, supports, tolerance):
-    class Clock:
-        now = 10**9
-
-        def __call__(self):
-            return self.now
-
-        def sleep(self, s):
-            self.now += max(int(s * 1e9), 1000)
-
-    clock = Clock()
+    clock = FakeClock(min_step_ns=1000)
     nvml = FakeNvml([FakeGpu(trace, supports=supports)], clock)
     meter = NvmlMeter(MeterContext(device="cuda", clock=clock), nvml=nvml, env={},
                       background=False, self_test_s=0.5, wall_clock=nvml.wall_clock,

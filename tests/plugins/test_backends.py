@@ -52,12 +52,12 @@ def reference(artifact: ModelArtifact, x: np.ndarray) -> np.ndarray:
         return artifact.module(torch.from_numpy(x)).numpy()
 
 
-@pytest.mark.parametrize("name", BACKENDS.names())
+@pytest.mark.parametrize("name", BACKENDS.names(include_hidden=True))
 def test_every_backend_has_test_settings(name):
     assert name in SETTINGS, f"add contract-test settings for backend '{name}'"
 
 
-@pytest.mark.parametrize("name", BACKENDS.names())
+@pytest.mark.parametrize("name", BACKENDS.names(include_hidden=True))
 def test_static_contract(name):
     cls = BACKENDS.get(name)
     assert issubclass(cls, Backend)
@@ -72,7 +72,7 @@ def test_static_contract(name):
         assert set(precisions) <= {"fp32", "fp16", "bf16", "int8"}
 
 
-@pytest.mark.parametrize("name", BACKENDS.names())
+@pytest.mark.parametrize("name", BACKENDS.names(include_hidden=True))
 def test_load_infer_matches_reference(name, tmp_path):
     settings = SETTINGS[name]
     cls = BACKENDS.get(name)

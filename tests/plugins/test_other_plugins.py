@@ -21,7 +21,7 @@ def test_transform_contract(name):
     assert issubclass(cls, Transform) and isinstance(cls.stage, Stage)
     assert dataclasses.is_dataclass(cls.Config)
     transform = cls(cls.Config())
-    from optbench.backends.fake import FakeBackend
+    from optbench.testing.backend import FakeBackend
 
     artifact = ModelArtifact("m", "numpy", (4,), 2, digest="d")
     assert isinstance(transform.supports(FakeBackend, "cpu", artifact), Availability)

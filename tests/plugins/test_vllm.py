@@ -20,8 +20,8 @@ from optbench.artifact import ModelArtifact
 from optbench.backends import BACKENDS
 from optbench.backends.base import LoadContext
 from optbench.backends.lm.vllm_lm import request_times
-from optbench.generation import GenerationLoop
-from optbench.loop import PRESETS
+from optbench.measure.generation import GenerationLoop
+from optbench.measure.presets import PRESETS
 
 
 @dataclass

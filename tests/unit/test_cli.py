@@ -6,7 +6,7 @@ import yaml
 from typer.testing import CliRunner
 
 from optbench.cli import app
-from optbench.recipe import parse_recipe
+from optbench.run.parse import parse_recipe
 
 runner = CliRunner()
 
@@ -77,7 +77,7 @@ def test_env_json_reports_meters():
 
 
 def test_import_and_help_stay_light():
-    code = ("import sys, optbench, optbench.cli, optbench.recipe; "
+    code = ("import sys, optbench, optbench.cli, optbench.run.recipe; "
             "from typer.testing import CliRunner; "
             "r = CliRunner().invoke(optbench.cli.app, ['ls', 'backends']); "
             "assert r.exit_code == 0, r.output; "

@@ -1,7 +1,8 @@
 import pytest
 
+from optbench.env import cpu_model_name
 from optbench.meters.base import MeterContext
-from optbench.meters.estimate import CpuEstimateMeter, cpu_model_name, resolve_cpu_power
+from optbench.meters.estimate import CpuEstimateMeter, resolve_cpu_power
 from optbench.meters.select import select_meters
 
 

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 
 from optbench.backends.lm.base import CausalLM, Generation
-from optbench.generation import GenerationLoop
-from optbench.loop import Protocol
+from optbench.measure.generation import GenerationLoop
+from optbench.measure.presets import Preset
 from optbench.meters.base import MeterContext
-from optbench.meters.fake import Constant, TraceMeter
 from optbench.results.schema import EnergyReading, Trial
 from optbench.results.summary import generation_summary, summarize_run
-from tests.unit.test_loop import FakeClock
+from optbench.testing.clock import FakeClock
+from optbench.testing.traces import Constant, TraceMeter
 
-PROTOCOL = Protocol("t", warmup_min_s=0.0, warmup_max_s=0.5, latency_min_iters=10,
+PROTOCOL = Preset("t", warmup_min_s=0.0, warmup_max_s=0.5, latency_min_iters=10,
                     latency_min_s=0.1, latency_max_s=10, window_min_s=2.0, trials_min=3,
                     trials_max=3, idle_s=0.5, eval_cap=None, window_periods=0)
 

@@ -1,21 +1,12 @@
 import numpy as np
 import pytest
 
-from optbench.loop import PRESETS, MeasuredLoop, Protocol, converged, make_batches
+from optbench.measure.loop import MeasuredLoop, converged, make_batches
+from optbench.measure.presets import PRESETS, Preset
 from optbench.meters.base import MeterContext
-from optbench.meters.fake import Constant, TraceMeter
 from optbench.results.schema import EnergyReading, Trial
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000_000_000
-
-    def __call__(self) -> int:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += int(seconds * 1e9)
+from optbench.testing.clock import FakeClock
+from optbench.testing.traces import Constant, TraceMeter
 
 
 class ClockedBackend:
@@ -43,7 +34,7 @@ class ClockedBackend:
         self.syncs += 1
 
 
-PROTOCOL = Protocol("t", warmup_min_s=0.1, warmup_max_s=1, latency_min_iters=10,
+PROTOCOL = Preset("t", warmup_min_s=0.1, warmup_max_s=1, latency_min_iters=10,
                     latency_min_s=0.05, latency_max_s=1, window_min_s=0.5, trials_min=3,
                     trials_max=5, idle_s=0.2, eval_cap=None)
 

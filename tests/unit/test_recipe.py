@@ -2,7 +2,8 @@ import pytest
 import yaml
 
 from optbench.errors import PluginNotFound, RecipeError, UsageError
-from optbench.recipe import RunSpec, load_recipe, parse_recipe
+from optbench.run.parse import load_recipe, parse_recipe
+from optbench.run.recipe import RunSpec
 
 BASE = {
     "name": "t",

@@ -10,7 +10,7 @@ from optbench.registry import Registry
 def make_registry(eps=()):
     reg = Registry("backend", "optbench.backends.base:Backend", "test.group",
                    entry_points=lambda group: list(eps))
-    reg.register("fake", "optbench.backends.fake:FakeBackend", aliases=("dummy",))
+    reg.register("fake", "optbench.testing.backend:FakeBackend", aliases=("dummy",))
     return reg
 
 
@@ -36,7 +36,7 @@ def test_collision_with_builtin_is_an_error():
 
 
 def test_entry_points_are_discovered_lazily():
-    ep = SimpleNamespace(name="Extra", value="optbench.backends.fake:FakeBackend",
+    ep = SimpleNamespace(name="Extra", value="optbench.testing.backend:FakeBackend",
                          dist=SimpleNamespace(name="optbench-extra"))
     reg = make_registry([ep])
     assert "extra" in reg.names()
@@ -51,7 +51,7 @@ def test_entry_point_colliding_with_builtin_fails():
 
 def test_plugin_must_subclass_the_base():
     reg = make_registry()
-    reg.register("notabackend", "optbench.recipe:Recipe")
+    reg.register("notabackend", "optbench.run.recipe:Recipe")
     with pytest.raises(RegistryError, match="not a subclass"):
         reg.get("notabackend")
 

@@ -3,9 +3,9 @@ import sqlite3
 import pytest
 
 from optbench.errors import OptbenchError
-from optbench.recipe import parse_recipe
 from optbench.results.schema import EnergyReading, Metric, RunResult, Trial
 from optbench.results.store import Store
+from optbench.run.parse import parse_recipe
 
 SPEC = parse_recipe({"name": "t", "model": "fake-mlp", "backends": ["fake"],
                      "measure": {"preset": "smoke"}}).expand("cpu")[0]

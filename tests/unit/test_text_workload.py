@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from optbench.errors import RecipeError
-from optbench.recipe import parse_recipe
+from optbench.run.parse import parse_recipe
 from optbench.workloads.corpus import Document, pydocs, split, text_files
 from optbench.workloads.text import TextGeneration, TextOutputs, nll_from_logits, text_quality
 
@@ -112,7 +112,7 @@ def test_requests_longer_than_the_context_are_refused_up_front(tmp_path):
 
     from optbench.artifact import ModelArtifact
     from optbench.errors import UsageError
-    from optbench.recipe import WorkloadSpec
+    from optbench.run.recipe import WorkloadSpec
 
     (tmp_path / "config.json").write_text(json.dumps({"max_position_embeddings": 48}))
     lm = ModelArtifact("m", "hf-causal-lm", (), 10, path=str(tmp_path), digest="d")

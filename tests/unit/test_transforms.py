@@ -13,9 +13,9 @@ torch = pytest.importorskip("torch")
 from optbench.artifact import ModelArtifact  # noqa: E402
 from optbench.backends.torch import TorchBackend  # noqa: E402
 from optbench.meters.base import MeterContext  # noqa: E402
-from optbench.meters.fake import Constant, TraceMeter  # noqa: E402
 from optbench.models import resolve_model  # noqa: E402
 from optbench.models.mnist_cnn import make_module  # noqa: E402
+from optbench.testing.traces import Constant, TraceMeter  # noqa: E402
 from optbench.transforms.base import TransformContext  # noqa: E402
 from optbench.transforms.distill import Distill, DistillConfig  # noqa: E402
 from optbench.transforms.prune import Prune, PruneConfig  # noqa: E402

@@ -12,7 +12,7 @@ import numpy as np
 from optbench.artifact import ModelArtifact
 from optbench.backends import BACKENDS
 from optbench.backends.base import LoadContext
-from optbench.loop import make_batches
+from optbench.measure.loop import make_batches
 
 log = logging.getLogger(__name__)
 REFERENCE_BATCH = 32

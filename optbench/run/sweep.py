@@ -21,12 +21,14 @@ from typing import Protocol
 
 from optbench.backends import BACKENDS
 from optbench.cache import cache_root
-from optbench.child import Child
 from optbench.env import env_id, fingerprint, git_state
-from optbench.loop import PRESETS, converged
-from optbench.recipe import Recipe, RunSpec
+from optbench.measure.loop import converged
+from optbench.measure.presets import PRESETS
 from optbench.results.schema import RunResult, Trial
 from optbench.results.store import Store, utc_now
+from optbench.run.child import Child
+from optbench.run.protocol import CMD_FINISH, CMD_TRIAL, READY, TRIAL
+from optbench.run.recipe import Recipe, RunSpec
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ class SilentEvents:
 
 
 def gpu_visible() -> bool:
-    from optbench.meters.inventory import gpu_inventory
+    from optbench.env import gpu_inventory
 
     return bool(gpu_inventory().get("devices"))
 
@@ -142,7 +144,7 @@ class Runner:
             for index, spec in group:
                 self.events.started(index, total, spec)
                 children.append(self._spawn(spec, serve=True))
-            live = [c for c in children if c.expect("ready") is not None]
+            live = [c for c in children if c.expect(READY) is not None]
             trials: dict[int, list[Trial]] = {id(c): [] for c in live}
             protocol = PRESETS[group[0][1].measure.preset]
             for _ in range(protocol.trials_max):
@@ -153,15 +155,15 @@ class Runner:
                     break
                 for child in pending:
                     time.sleep(self.rng.uniform(0.0, 1.0))
-                    child.send("trial")
-                    message = child.expect("trial")
+                    child.send(CMD_TRIAL)
+                    message = child.expect(TRIAL)
                     if message is None:
                         live.remove(child)  # it failed or timed out: wait() explains
                         continue
-                    trials[id(child)].append(Trial.from_dict(message["trial"]))
+                    trials[id(child)].append(Trial.from_dict(message[TRIAL]))
             for child in live:
                 if child.proc.poll() is None:
-                    child.send("finish")
+                    child.send(CMD_FINISH)
             for child in children:
                 written.append(self._record(ctx, child, child.wait()))
         return written

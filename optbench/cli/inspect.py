@@ -1,9 +1,16 @@
-"""What is registered and what works here: the data behind `optbench ls` and `optbench env`."""
+"""`optbench ls` and `optbench env`: what is registered and what works here."""
 
 from __future__ import annotations
 
+import json
+import sys
 from typing import Any
 
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from optbench.cli.app import app, out_console, say
 from optbench.errors import PluginNotFound
 
 KINDS = ("backends", "transforms", "workloads", "meters", "models")
@@ -85,3 +92,36 @@ def environment_report() -> dict[str, Any]:
         "meters": meters,
         "packages": {k: v or "not installed" for k, v in fp["packages"].items()},
     }
+
+
+@app.command("ls")
+def list_plugins(
+    kind: str = typer.Argument(..., help="backends | transforms | workloads | meters | models"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """List plugins of a kind with their availability here."""
+    headers, rows = describe_kind(kind)
+    if as_json:
+        sys.stdout.write(json.dumps([dict(zip(headers, row)) for row in rows], indent=2) + "\n")
+        return
+    table = Table(*headers, show_lines=False)
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))
+    out_console.print(table)
+
+
+@app.command()
+def env(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """Hardware, software versions, and which meters work here (and why not)."""
+    data = environment_report()
+    if as_json:
+        out_console.print_json(json.dumps(data, default=str))
+        return
+    for section, values in data.items():
+        out_console.print(f"[bold]{section}[/bold]")
+        if isinstance(values, dict):
+            for key, value in values.items():
+                say(f"  {key}: {value}")
+        else:
+            for value in values:
+                say(f"  {value}")

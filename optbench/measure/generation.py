@@ -1,4 +1,4 @@
-"""The measured loop for text generation: the same protocol as `optbench.loop`, per request.
+"""The measured loop for text generation: the same protocol as `optbench.measure.loop`, per request.
 
 A call is one batch of requests (prompts in flight together), each generating exactly
 `new_tokens` tokens. Warm-up, the idle baseline, the metered windows and the stop rule are
@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from optbench.loop import Clock, LoopOutput, MeasuredLoop, Protocol, make_batches
-from optbench.meters.contention import CpuContention
+from optbench.measure.contention import CpuContention
+from optbench.measure.loop import Clock, LoopOutput, MeasuredLoop, make_batches
+from optbench.measure.presets import Preset
 from optbench.results.schema import Trial
 from optbench.workloads.text import TextOutputs
 
@@ -58,7 +59,7 @@ class GenerationLoop(MeasuredLoop):
         batch_size: int,
         new_tokens: int,
         meters: Sequence[Any],
-        protocol: Protocol,
+        protocol: Preset,
         clock: Clock = time.monotonic_ns,
         sleep: Callable[[float], None] = time.sleep,
         on_phase: Callable[[str], None] = lambda phase: None,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from optbench.meters.fake import PowerTrace
+from optbench.testing.traces import PowerTrace
 
 try:
     import pynvml as _real

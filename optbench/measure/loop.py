@@ -18,61 +18,28 @@ from typing import Any
 
 import numpy as np
 
-from optbench.meters.contention import CpuContention
+from optbench.measure.contention import CpuContention
+from optbench.measure.presets import Preset
 from optbench.results.schema import Trial
 from optbench.results.stats import summarize
 
 Clock = Callable[[], int]
 
 
-@dataclass(frozen=True)
-class Protocol:
-    """How long and how often to measure. Presets below; durations in seconds."""
+@contextmanager
+def phase(phases: dict[str, float], key: str, label: str,
+          on_phase: Callable[[str], None] = lambda _: None,
+          clock: Clock = time.monotonic_ns) -> Iterator[None]:
+    """Announce a phase (`on_phase(label)`) and record its seconds under `phases[key]`.
 
-    name: str
-    warmup_min_s: float
-    warmup_max_s: float
-    latency_min_iters: int
-    latency_min_s: float
-    latency_max_s: float
-    window_min_s: float
-    trials_min: int
-    trials_max: int
-    idle_s: float
-    eval_cap: int | None
-    window_periods: int = 10
-    idle_after: bool = False
-    interleave: bool = False
-    rewarm_s: float = 2.0
-    warmup_block_s: float = 0.25
-    steady_tolerance: float = 0.02
-    ci_target: float = 0.02
-    latency_max_iters: int = 100_000
-
-
-PRESETS: dict[str, Protocol] = {
-    # Plumbing checks (tests, CI smoke recipes): windows far too short for real figures.
-    "smoke": Protocol("smoke", warmup_min_s=0.0, warmup_max_s=0.3, latency_min_iters=5,
-                      latency_min_s=0.1, latency_max_s=1, window_min_s=0.3, trials_min=2,
-                      trials_max=2, idle_s=0.1, eval_cap=64, window_periods=0),
-    "smoke-interleaved": Protocol("smoke-interleaved", warmup_min_s=0.0, warmup_max_s=0.3,
-                                  latency_min_iters=5, latency_min_s=0.1, latency_max_s=1,
-                                  window_min_s=0.3, trials_min=3, trials_max=3, idle_s=0.1,
-                                  eval_cap=64, window_periods=0, idle_after=True,
-                                  interleave=True, rewarm_s=0.1),
-    # CI and demos: short windows, flagged when below a meter's resolution.
-    "quick": Protocol("quick", warmup_min_s=0.5, warmup_max_s=5, latency_min_iters=20,
-                      latency_min_s=1.0, latency_max_s=5, window_min_s=2.0, trials_min=3,
-                      trials_max=3, idle_s=1.0, eval_cap=256),
-    "standard": Protocol("standard", warmup_min_s=2, warmup_max_s=60, latency_min_iters=100,
-                         latency_min_s=10, latency_max_s=30, window_min_s=10, trials_min=3,
-                         trials_max=10, idle_s=5, eval_cap=1000, window_periods=50),
-    # The seed study found sub-60 s windows unreliable with a 1 s sampler.
-    "rigorous": Protocol("rigorous", warmup_min_s=5, warmup_max_s=120, latency_min_iters=200,
-                         latency_min_s=30, latency_max_s=60, window_min_s=60, trials_min=5,
-                         trials_max=10, idle_s=10, eval_cap=None, window_periods=50,
-                         idle_after=True, interleave=True),
-}
+    The one timer of the run's phases, in the loop and in the worker around it; the
+    duration is recorded even when the phase ends early (a skip or an error)."""
+    t = clock()
+    on_phase(label)
+    try:
+        yield
+    finally:
+        phases[key] = (clock() - t) / 1e9
 
 
 @dataclass
@@ -107,7 +74,7 @@ class MeasuredLoop:
         backend: Any,
         batch_size: int,
         meters: Sequence[Any],
-        protocol: Protocol,
+        protocol: Preset,
         clock: Clock = time.monotonic_ns,
         sleep: Callable[[float], None] = time.sleep,
         on_phase: Callable[[str], None] = lambda phase: None,
@@ -145,13 +112,9 @@ class MeasuredLoop:
         trials, window_s = self.trials_phase(prepared, served, phases)
         return LoopOutput(outputs, latencies, device_latencies, trials, warmup, window_s, phases)
 
-    @contextmanager
-    def phase(self, phases: dict[str, float], key: str, label: str) -> Iterator[None]:
+    def phase(self, phases: dict[str, float], key: str, label: str) -> Any:
         """Announce a phase and record its duration in seconds under `key`."""
-        t = self.clock()
-        self.on_phase(label)
-        yield
-        phases[key] = (self.clock() - t) / 1e9
+        return phase(phases, key, label, self.on_phase, self.clock)
 
     def trials_phase(self, prepared: list[Any], served: Any,
                      phases: dict[str, float]) -> tuple[list[Trial], float]:

@@ -1,9 +1,7 @@
 """One child process running one RunSpec, seen from the parent.
 
-The child (`python -m optbench.execute SPEC RESULT [--serve]`) reports over a pipe as
-JSON lines: {"phase": ...} while it works; in serve mode {"ready": true} once it is
-measured up to its energy trials, then {"trial": {...}} after each trial the parent asks
-for on its stdin ("trial" / "finish"). Its log goes to OUT/logs/, its RunResult to RESULT.
+The child (`python -m optbench.run.worker SPEC RESULT [--serve]`) reports over a pipe in
+the messages of `run/protocol.py`. Its log goes to OUT/logs/, its RunResult to RESULT.
 """
 
 from __future__ import annotations
@@ -21,8 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from optbench.recipe import RunSpec
 from optbench.results.schema import RunResult
+from optbench.run.protocol import CACHE_DIR_ENV, CLOSED, PHASE, STATUS_FD_ENV
+from optbench.run.recipe import RunSpec
 
 KILL_GRACE_S = 5.0
 
@@ -43,9 +42,9 @@ class Child:
         read_fd, write_fd = os.pipe()
         # PCI_BUS_ID makes CUDA number GPUs as NVML does, so cuda:0 is the metered GPU
         env = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", **os.environ,
-               "OPTBENCH_STATUS_FD": str(write_fd), "OPTBENCH_CACHE_DIR": str(cache),
+               STATUS_FD_ENV: str(write_fd), CACHE_DIR_ENV: str(cache),
                "PYTHONUNBUFFERED": "1"}
-        argv = [sys.executable, "-m", "optbench.execute", str(spec_path), str(self.result_path)]
+        argv = [sys.executable, "-m", "optbench.run.worker", str(spec_path), str(self.result_path)]
         with log_path.open("w") as log_file:
             self.proc = subprocess.Popen(
                 argv + (["--serve"] if serve else []),
@@ -64,12 +63,12 @@ class Child:
                     message = json.loads(line)
                 except ValueError:
                     continue
-                if "phase" in message:
-                    self.phase = message["phase"]
+                if PHASE in message:
+                    self.phase = message[PHASE]
                     self._on_phase(self.phase)
                 else:
                     self.messages.put(message)
-        self.messages.put({"closed": True})
+        self.messages.put({CLOSED: True})
 
     def remaining_s(self) -> float:
         return self.spec.measure.timeout_s - (time.monotonic() - self.started)

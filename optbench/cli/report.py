@@ -1,0 +1,108 @@
+"""`optbench report`, `recommend` and `export`: read stores, never measure."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from optbench.cli.app import app, console, say
+from optbench.cli.flags import DEFAULT_OUT, OutOption, ReportFlags, report_flags
+
+
+def render_report(outs: list[Path], flags: ReportFlags, dest: Path | None = None,
+                  name: str | None = None, html: bool = True, screenshot: bool = False) -> None:
+    """Write the report of `outs` (and its screenshot, and MLflow runs, where asked)."""
+    from optbench.report.render import render
+
+    rendered = render(outs, dest, flags.carbon, flags.price_per_kwh, flags.constraints,
+                      name, html)
+    console.print(f"report: {rendered.markdown}")
+    if rendered.html is not None:
+        console.print(f"html:   {rendered.html}")
+    if screenshot and rendered.html is not None:
+        from optbench.report.screenshot import check_page
+
+        png = rendered.directory / "screenshot.png"
+        check = check_page(rendered.html, png)
+        problems = check.errors + check.dialogs
+        console.print(f"screenshot: {png} ({check.plots_drawn} plots drawn"
+                      + (f"; page errors: {problems}" if problems else "") + ")")
+    if flags.mlflow_uri is not None:
+        from optbench.report.data import load
+        from optbench.report.mlflow import default_uri, log_runs
+
+        uri = flags.mlflow_uri or default_uri(outs[0])
+        counts = log_runs(load(outs, flags.carbon, flags.price_per_kwh).rows,
+                          rendered.directory, uri)
+        console.print(f"mlflow: {counts['logged']} runs logged, {counts['skipped']} already "
+                      f"there ({uri})")
+
+
+@app.command()
+@report_flags(constraints=True, mlflow=True)
+def report(
+    outs: list[Path] = typer.Option([DEFAULT_OUT], "--out", "-o",
+                                    help="store directory; repeat to put machines side by side"),
+    dest: Optional[Path] = typer.Option(None, "--dest",
+                                        help="where to write (default: first --out)"),
+    name: Optional[str] = typer.Option(None, "--name", help="report name (default: latest recipe)"),
+    html: bool = typer.Option(True, "--html/--no-html", help="write index.html"),
+    screenshot: bool = typer.Option(False, "--screenshot",
+                                    help="render index.html in headless Chromium to a PNG"),
+    flags: ReportFlags = None,  # type: ignore[assignment]  # filled in by report_flags
+) -> None:
+    """Render the report (Markdown, PNG/SVG, offline HTML) from one or more stores."""
+    render_report(outs, flags, dest, name, html, screenshot)
+
+
+@app.command()
+@report_flags(constraints=True)
+def recommend(
+    outs: list[Path] = typer.Option([DEFAULT_OUT], "--out", "-o", help="store directory"),
+    flags: ReportFlags = None,  # type: ignore[assignment]  # filled in by report_flags
+) -> None:
+    """The configuration to ship and the runners-up, with reasons; exit 1 if none fits."""
+    from optbench.report.analysis import analyse
+    from optbench.report.data import load
+    from optbench.report.recommend import label
+    from optbench.report.recommend import recommend as pick
+
+    groups = analyse(load(outs, flags.carbon, flags.price_per_kwh).rows)
+    if not groups:
+        console.print("[red]error:[/red] no successful runs in the store to choose from")
+        raise typer.Exit(1)
+    missing = False
+    for group in groups:
+        rec = pick(group, flags.constraints)
+        say(f"{group.model} ({group.metric}):", style="bold")
+        if rec.best is None:
+            missing = True
+            say("  nothing satisfies the constraints:")
+            for row, why in rec.rejected:
+                say(f"    {label(row)}: {why}")
+            continue
+        say(f"  best: {label(rec.best)}")
+        for reason in rec.reasons:
+            say(f"    - {reason}")
+        for other in rec.runners_up:
+            say(f"  runner-up: {label(other)}")
+    if missing:
+        raise typer.Exit(1)
+
+
+@app.command()
+@report_flags()
+def export(
+    format: str = typer.Option("csv", "--format", "-f", help="csv | json"),
+    out: Path = OutOption,
+    flags: ReportFlags = None,  # type: ignore[assignment]  # filled in by report_flags
+) -> None:
+    """Print one row per run (latest per configuration) as CSV or JSON on stdout."""
+    from optbench.report.export import export_rows
+
+    sys.stdout.write(export_rows(out, format, flags.carbon, flags.price_per_kwh))
+
+

@@ -1,0 +1,154 @@
+"""`optbench compare` and `optbench run`: a recipe from flags or a file, run, then reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from optbench.cli.app import app, console, out_console
+from optbench.cli.flags import (
+    OutOption,
+    PrintRecipeOption,
+    ReportFlags,
+    ResumeOption,
+    report_flags,
+    split,
+)
+
+
+@app.command()
+@report_flags(mlflow=True)
+def compare(
+    model: str = typer.Option(..., "--model", "-m", help="card name, .onnx file, HF dir/id"),
+    backends: str = typer.Option(..., "--backends", "-b", help="comma-separated, e.g. ort,trt"),
+    int8: bool = typer.Option(False, "--int8", help="add an int8 variant (runtime's own PTQ)"),
+    fp16: bool = typer.Option(False, "--fp16", help="add an fp16 variant"),
+    bf16: bool = typer.Option(False, "--bf16", help="add a bf16 variant"),
+    batch_sizes: str = typer.Option("1", "--batch-sizes", help="comma-separated, e.g. 1,8"),
+    preset: str = typer.Option("quick", "--preset", help="quick | standard | rigorous"),
+    dataset: Optional[str] = typer.Option(None, "--data", help="mnist | synthetic | "
+                                          "imagefolder:<path> | pydocs | textfile:<path> "
+                                          "(default: the model card's)"),
+    eval_samples: Optional[int] = typer.Option(None, "--eval-samples",
+                                               help="images, or prompts for text models"),
+    new_tokens: Optional[int] = typer.Option(None, "--new-tokens",
+                                             help="text models: tokens per request (32)"),
+    prompt_tokens: Optional[int] = typer.Option(None, "--prompt-tokens",
+                                                help="text models: prompt length (32)"),
+    weights: Optional[str] = typer.Option(None, "--weights", help="weights file for the model"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    cpu_tdp_w: Optional[float] = typer.Option(None, "--cpu-tdp-w",
+                                              help="CPU TDP for the energy estimate"),
+    no_estimate: bool = typer.Option(False, "--no-estimate",
+                                     help="no CPU estimate: unmeasured energy stays empty"),
+    meters: str = typer.Option("auto", "--meters", help="auto, or e.g. nvml,rapl,estimate"),
+    timeout_s: float = typer.Option(1800.0, "--timeout", help="seconds per configuration"),
+    out: Path = OutOption,
+    resume: bool = ResumeOption,
+    print_recipe: bool = PrintRecipeOption,
+    flags: ReportFlags = None,  # type: ignore[assignment]  # filled in by report_flags
+) -> None:
+    """Compare backends (and precisions) on one model; writes the store and the report."""
+    from optbench.run.parse import parse_recipe
+
+    variants: dict[str, list[str]] = {"fp32": []}
+    for flag, name in ((int8, "int8"), (fp16, "fp16"), (bf16, "bf16")):
+        if flag:
+            variants[name] = [name]
+    data: dict[str, Any] = {
+        "name": f"compare-{Path(model).stem if model.endswith('.onnx') else model}",
+        "model": {"name": model, "weights": weights} if weights else model,
+        "device": device,
+        "backends": split(backends),
+        "variants": variants,
+        "sweep": {"batch_sizes": split(batch_sizes)},
+        "measure": {"preset": preset, "timeout_s": timeout_s, "meters": split(meters),
+                    "estimate": not no_estimate,
+                    **({"cpu_tdp_w": cpu_tdp_w} if cpu_tdp_w else {})},
+        "workload": {k: v for k, v in (("dataset", dataset), ("eval_samples", eval_samples),
+                                       ("new_tokens", new_tokens),
+                                       ("prompt_tokens", prompt_tokens)) if v is not None},
+    }
+    _execute(parse_recipe(data), out, resume, print_recipe, flags)
+
+
+@app.command()
+@report_flags(mlflow=True)
+def run(
+    recipe_file: Path = typer.Argument(..., help="recipe YAML"),
+    out: Path = OutOption,
+    resume: bool = ResumeOption,
+    print_recipe: bool = PrintRecipeOption,
+    flags: ReportFlags = None,  # type: ignore[assignment]  # filled in by report_flags
+) -> None:
+    """Run a recipe file; writes the store and the report."""
+    from optbench.run.parse import load_recipe
+
+    _execute(load_recipe(recipe_file), out, resume, print_recipe, flags)
+
+
+def _execute(recipe: Any, out: Path, resume: bool, print_recipe: bool,
+             flags: ReportFlags) -> None:
+    """The recipe and the flags are valid by now (nothing was written); print or run it."""
+    if print_recipe:
+        out_console.print(recipe.to_yaml(), end="", highlight=False)
+        return
+    from optbench.cli.report import render_report
+    from optbench.run.sweep import Runner
+
+    with SweepProgress(console) as events:
+        Runner(out, events).run(recipe, resume=resume)
+    render_report([out], flags)
+
+
+class SweepProgress:
+    """Rich progress for a sweep: one bar, the current configuration and its phase."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.console = console
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+        self.task = self.progress.add_task("sweep", total=None)
+
+    def __enter__(self) -> SweepProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()
+
+    def started(self, index: int, total: int, spec: Any) -> None:
+        self.progress.update(self.task, total=total,
+                             description=escape(f"{spec.label()}: starting"))
+
+    def phase(self, spec: Any, phase: str) -> None:
+        self.progress.update(self.task, description=escape(f"{spec.label()}: {phase}"))
+
+    def finished(self, spec: Any, run_id: int | None, result: Any) -> None:
+        from optbench.results.stats import percentile
+
+        self.progress.advance(self.task)
+        if result.status == "ok":
+            metrics = {m.name: m.value for m in result.metrics}
+            quality = metrics.get(result.quality_metric)
+            p50 = percentile(result.latencies_s, 50) * 1e3 if result.latencies_s else None
+            detail = f"{result.quality_metric}={quality:.4f}" if quality is not None else ""
+            detail += f"  p50 {p50:.3g} ms" if p50 is not None else ""
+            self.console.print(f"[green]ok[/green]      {escape(spec.label())}  {detail}",
+                               highlight=False)
+        else:
+            color = "yellow" if result.status == "skipped" else "red"
+            self.console.print(f"[{color}]{result.status:<7}[/{color}] {escape(spec.label())}: "
+                               f"{escape(str(result.reason))}", highlight=False, soft_wrap=True)

@@ -1,0 +1,206 @@
+"""Recipe types: frozen dataclasses a recipe is parsed into (`run/parse.py`).
+
+A Recipe names one model and workload, the backends, the variants (named transform
+pipelines) and the sweep; `Recipe.expand()` yields one RunSpec per point, and
+`RunSpec.key()` identifies a configuration across runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+Options = tuple[tuple[str, Any], ...]
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def freeze(options: Mapping[str, Any] | None) -> Options:
+    """A hashable, order-independent form of an options mapping."""
+    return tuple(sorted((options or {}).items()))
+
+
+@dataclass(frozen=True)
+class TransformStep:
+    name: str
+    options: Options = ()
+
+    def label(self) -> str:
+        if not self.options:
+            return self.name
+        args = ",".join(f"{k}={v}" for k, v in self.options)
+        return f"{self.name}({args})"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named, ordered pipeline of transforms; the empty pipeline is the fp32 baseline."""
+
+    name: str
+    steps: tuple[TransformStep, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The model to measure: a card name, a model file or directory, or a Hugging Face id.
+
+    `weights` optionally points at a weights file for a card model (e.g. torchvision's
+    ResNet-50 checkpoint); None lets the card look in its usual places.
+    """
+
+    ref: str
+    weights: str | None = None
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    name: str
+    options: Options = ()
+
+    def label(self) -> str:
+        if not self.options:
+            return self.name
+        return f"{self.name}({','.join(f'{k}={v}' for k, v in self.options)})"
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """Which data a run is judged on.
+
+    `kind` None takes the model's (vision, or text for language models). `dataset` is
+    "mnist", "synthetic", "imagefolder:<path>" (vision) or "pydocs", "textfile:<path>"
+    (text); None takes the model card's default. `eval_samples` (images, or prompts) None
+    takes the preset's cap. `prompt_tokens` and `new_tokens` shape text requests.
+    """
+
+    kind: str = "vision"
+    dataset: str | None = None
+    eval_samples: int | None = None
+    calibration_samples: int = 128
+    train_samples: int | None = None
+    seed: int = 0
+    prompt_tokens: int | None = None
+    new_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class MeasureSpec:
+    preset: str = "quick"
+    meters: tuple[str, ...] = ("auto",)
+    timeout_s: float = 1800.0
+    cpu_tdp_w: float | None = None
+    estimate: bool = True
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One point of a sweep: model x workload x backend x variant x batch size x measure."""
+
+    recipe: str
+    model: ModelSpec
+    workload: WorkloadSpec
+    backend: BackendSpec
+    variant: Variant
+    batch_size: int
+    measure: MeasureSpec
+    device: str = "cpu"
+
+    def key(self) -> str:
+        """Stable hash of everything that defines the measurement (the recipe name excluded)."""
+        data = self.to_dict()
+        data.pop("recipe")
+        blob = json.dumps(data, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def label(self) -> str:
+        model = Path(self.model.ref).name if "/" in self.model.ref else self.model.ref
+        return f"{model} {self.backend.label()} {self.variant.name} bs{self.batch_size}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self), default=str))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunSpec:
+        def opts(pairs: Any) -> Options:
+            return tuple((k, _tuplify(v)) for k, v in pairs)
+
+        variant = data["variant"]
+        return cls(
+            recipe=data["recipe"],
+            model=ModelSpec(**data["model"]),
+            workload=WorkloadSpec(**data["workload"]),
+            backend=BackendSpec(data["backend"]["name"], opts(data["backend"]["options"])),
+            variant=Variant(
+                variant["name"],
+                tuple(TransformStep(s["name"], opts(s["options"])) for s in variant["steps"]),
+            ),
+            batch_size=data["batch_size"],
+            measure=MeasureSpec(**{**data["measure"], "meters": tuple(data["measure"]["meters"])}),
+            device=data["device"],
+        )
+
+
+def _tuplify(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    model: ModelSpec
+    workload: WorkloadSpec = field(default_factory=WorkloadSpec)
+    backends: tuple[BackendSpec, ...] = ()
+    variants: tuple[Variant, ...] = (Variant("fp32"),)
+    batch_sizes: tuple[int, ...] = (1,)
+    measure: MeasureSpec = field(default_factory=MeasureSpec)
+    device: str = "auto"
+
+    def expand(self, device: str) -> list[RunSpec]:
+        """One RunSpec per backend x variant x batch size, on the resolved `device`."""
+        return [
+            RunSpec(
+                recipe=self.name,
+                model=self.model,
+                workload=self.workload,
+                backend=backend,
+                variant=variant,
+                batch_size=batch_size,
+                measure=self.measure,
+                device=device,
+            )
+            for backend, variant, batch_size in itertools.product(
+                self.backends, self.variants, self.batch_sizes
+            )
+        ]
+
+    def to_yaml(self) -> str:
+        """The recipe as YAML that `optbench run` accepts (what --print-recipe shows)."""
+        data: dict[str, Any] = {
+            "name": self.name,
+            "model": (
+                {"name": self.model.ref, "weights": self.model.weights}
+                if self.model.weights else self.model.ref
+            ),
+            "device": self.device,
+            "workload": {k: v for k, v in asdict(self.workload).items() if v is not None},
+            "backends": [
+                {b.name: dict(b.options)} if b.options else b.name for b in self.backends
+            ],
+            "variants": {
+                v.name: [{s.name: dict(s.options)} if s.options else s.name for s in v.steps]
+                for v in self.variants
+            },
+            "sweep": {"batch_sizes": list(self.batch_sizes)},
+            "measure": {
+                k: list(v) if isinstance(v, tuple) else v
+                for k, v in asdict(self.measure).items()
+                if v is not None
+            },
+        }
+        return yaml.safe_dump(data, sort_keys=False)
