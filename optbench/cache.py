@@ -7,6 +7,9 @@ never reused for a different model.
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -23,3 +26,43 @@ def cache_dir(*parts: str) -> Path:
     path = cache_root().joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextmanager
+def atomic_path(path: Path, companions: tuple[str, ...] = ()) -> Iterator[Path]:
+    """A temporary sibling of `path` (same suffix) to write into; renamed over `path` when
+    the block completes, removed when it fails, so a crash or a full disk never leaves a
+    half-written file under the final name.
+
+    `companions` are suffixes of files the writer puts next to it (an OpenVINO IR's .bin
+    beside its .xml); they are moved first, so `path` appears last and means "complete".
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        for suffix in companions:
+            tmp.with_suffix(suffix).replace(path.with_suffix(suffix))
+        tmp.replace(path)
+    finally:
+        for leftover in (tmp, *(tmp.with_suffix(s) for s in companions)):
+            leftover.unlink(missing_ok=True)
+
+
+def built_dir(target: Path, build: Callable[[Path], None], replace: bool = False) -> Path:
+    """`target`, made by `build(tmp)` into a temporary directory renamed into place (so an
+    interrupted build never leaves a half-written model behind). An existing `target` is
+    kept as it is, unless `replace`."""
+    if target.is_dir() and not replace:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        build(tmp)
+        if replace:
+            shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

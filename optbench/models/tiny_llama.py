@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import math
-import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from optbench.artifact import ModelArtifact
+from optbench.cache import built_dir
 from optbench.models import ModelCard
 
 log = logging.getLogger(__name__)
@@ -163,13 +163,13 @@ def train_directory(card: ModelCard, target: Path) -> dict[str, Any]:
         "heldout_perplexity": round(heldout_perplexity(model, heldout, r["seq_len"]), 3),
         "parameters": int(model.num_parameters()),
     }
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / TRAINING_FILE).write_text(json.dumps(record, indent=1))
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+
+    def save(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / TRAINING_FILE).write_text(json.dumps(record, indent=1))
+
+    built_dir(target, save, replace=True)  # a directory without TRAINING_FILE is redone
     return record
 
 

@@ -6,6 +6,7 @@ import hashlib
 from typing import Any
 
 from optbench.artifact import ModelArtifact
+from optbench.cache import atomic_path
 
 
 def state_digest(module: Any, salt: str = "") -> str:
@@ -49,14 +50,10 @@ def eval_mode(module: Any) -> Any:
 
 def save_state(module: Any, path: Any) -> None:
     """torch.save of the state_dict through a temporary file, so a crash leaves no half file."""
-    import os
-
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    torch.save(module.state_dict(), tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(module.state_dict(), tmp)
 
 
 def torch_artifact(card: Any, module: Any, weights: str, trained: bool,

@@ -23,6 +23,7 @@ from typing import Any
 from optbench.artifact import ModelArtifact
 from optbench.backends import BACKENDS
 from optbench.backends.base import Backend, LoadContext
+from optbench.cache import atomic_path
 from optbench.errors import OptbenchError, Unavailable
 from optbench.measure.generation import GenerationLoop
 from optbench.measure.loop import LoopOutput, MeasuredLoop, phase
@@ -240,9 +241,8 @@ def main(argv: list[str]) -> int:
     except Exception as exc:  # noqa: BLE001 - any failure becomes a recorded, explained run
         traceback.print_exc()
         result = RunResult("failed", f"{type(exc).__name__}: {exc}".strip())
-    tmp = result_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result.to_dict()))
-    tmp.replace(result_path)
+    with atomic_path(result_path) as tmp:
+        tmp.write_text(json.dumps(result.to_dict()))
     return 0
 
 

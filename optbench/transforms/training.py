@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import zlib
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from optbench.cache import atomic_path
 from optbench.errors import Unavailable
 from optbench.results.schema import weakest_method
 
@@ -167,10 +167,8 @@ class TransformCache:
         return None
 
     def save_record(self, record: dict[str, Any]) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.record_path.with_name(f"record.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(record, default=str))
-        tmp.replace(self.record_path)
+        with atomic_path(self.record_path) as tmp:
+            tmp.write_text(json.dumps(record, default=str))
 
 
 def float_torch_support(backend: type, device: str, artifact: Any, what: str) -> Any:
@@ -210,13 +208,11 @@ def save_program(module: Any, input_shape: tuple[int, ...], path: Path) -> None:
     whose classes cannot be pickled, like pruned or quantized ones)."""
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     batch = torch.export.Dim("batch", min=1, max=4096)
     example = torch.zeros((2, *input_shape))
     program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.pt2")
-    torch.export.save(program, str(tmp))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.export.save(program, str(tmp))
 
 
 def load_program(path: Path) -> Any:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from optbench.cache import atomic_path
 from optbench.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -41,10 +42,8 @@ def mnist_raw(cache: Path | None) -> tuple[np.ndarray, np.ndarray]:
     x, y = mnist_data()
     x, y = x.astype(np.uint8), y.astype(np.int64)
     if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(f"tmp-{cached.name}")
-        np.savez(tmp, x=x, y=y)
-        tmp.replace(cached)
+        with atomic_path(cached) as tmp:
+            np.savez(tmp, x=x, y=y)
     return x, y
 
 
