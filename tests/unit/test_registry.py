@@ -71,3 +71,33 @@ def test_builtin_registries_resolve_documented_aliases():
     for alias, name in {"eager": "torch", "pytorch": "torch", "onnxruntime": "ort",
                         "ov": "openvino", "tensorrt": "trt", "vllm": "vllm"}.items():
         assert BACKENDS.canonical(alias) == name
+
+
+def test_hidden_entries_resolve_but_are_neither_listed_nor_suggested():
+    reg = make_registry()
+    reg.register("secret", "optbench.testing.backend:FakeBackend", aliases=("hush",),
+                 hidden=True)
+    assert reg.get("secret").__name__ == "FakeBackend"
+    assert reg.canonical("hush") == "secret"
+    assert "secret" not in reg.names(with_aliases=True)
+    assert "hush" not in reg.names(with_aliases=True)
+    assert "secret" in reg.names(include_hidden=True)
+    assert [e.name for e in reg.entries()] == ["fake"]
+    with pytest.raises(PluginNotFound) as info:
+        reg.canonical("secre")
+    assert info.value.suggestion is None and "secret" not in str(info.value)
+
+
+def test_the_fake_backend_is_hidden_from_users():
+    from typer.testing import CliRunner
+
+    from optbench.backends import BACKENDS
+    from optbench.cli import app
+
+    assert BACKENDS.get("fake").__name__ == "FakeBackend"
+    listed = CliRunner().invoke(app, ["ls", "backends", "--json"])
+    assert listed.exit_code == 0
+    assert "fake" not in {row["backend"] for row in __import__("json").loads(listed.stdout)}
+    wrong = CliRunner().invoke(app, ["compare", "--model", "mnist-cnn", "--backends", "fak",
+                                     "--print-recipe"])
+    assert wrong.exit_code == 2 and "'fake'" not in wrong.output
