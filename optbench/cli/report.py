@@ -67,8 +67,8 @@ def recommend(
     """The configuration to ship and the runners-up, with reasons; exit 1 if none fits."""
     from optbench.report.analysis import analyse
     from optbench.report.data import load
-    from optbench.report.recommend import label
     from optbench.report.recommend import recommend as pick
+    from optbench.report.text import run_label
 
     groups = analyse(load(outs, flags.carbon, flags.price_per_kwh).rows)
     if not groups:
@@ -82,13 +82,13 @@ def recommend(
             missing = True
             say("  nothing satisfies the constraints:")
             for row, why in rec.rejected:
-                say(f"    {label(row)}: {why}")
+                say(f"    {run_label(row)}: {why}")
             continue
-        say(f"  best: {label(rec.best)}")
+        say(f"  best: {run_label(rec.best)}")
         for reason in rec.reasons:
             say(f"    - {reason}")
         for other in rec.runners_up:
-            say(f"  runner-up: {label(other)}")
+            say(f"  runner-up: {run_label(other)}")
     if missing:
         raise typer.Exit(1)
 

@@ -13,16 +13,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from optbench.report.columns import PLOTTED
 from optbench.report.pareto import pareto_front
 
-AXES = {  # key -> (sense, label)
-    "energy_per_sample_j": ("min", "energy per {unit}"),
-    "latency_p50_s": ("min", "latency p50"),
-    "latency_p99_s": ("min", "latency p99"),
-    "throughput_per_s": ("max", "throughput"),
-    "ttft_p50_s": ("min", "time to first token p50"),  # text generation only
-    "tpot_p50_s": ("min", "time per output token p50"),
-}
+AXES = {c.key: (c.sense, c.label) for c in PLOTTED}  # key -> (sense, label)
 
 
 def measured(row: dict[str, Any]) -> bool:
@@ -157,15 +151,6 @@ def best_first(group: Group) -> list[dict[str, Any]]:
     missing = float("inf")
     return sorted(group.rows, key=lambda r: (missing if r["quality_value"] is None
                                              else sign * r["quality_value"], r["backend"]))
-
-
-def front_marks(row: dict[str, Any], group: Group) -> str:
-    """E, L, T for the energy, latency-p99 and throughput fronts, F and P for time to first
-    token and time per output token (text); 3 for the 3-objective set."""
-    codes = (("energy_per_sample_j", "E"), ("latency_p99_s", "L"), ("throughput_per_s", "T"),
-             ("ttft_p50_s", "F"), ("tpot_p50_s", "P"))
-    marks = "".join(code for key, code in codes if row["run_id"] in group.fronts.get(key, set()))
-    return marks + ("3" if row["run_id"] in group.front3 else "")
 
 
 def reference_for(row: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any] | None:

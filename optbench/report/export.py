@@ -9,7 +9,7 @@ from pathlib import Path
 
 from optbench.carbon import CarbonSettings, carbon_settings
 from optbench.errors import UsageError
-from optbench.results.summary import EXPORT_COLUMNS
+from optbench.report.columns import EXPORT_COLUMNS
 
 FORMATS = ("csv", "json")
 

@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
-from optbench.report.analysis import AXES, Group, measured, provenance_groups
+from optbench.report.analysis import Group, measured, provenance_groups
+from optbench.report.columns import PLOTTED
+from optbench.report.text import run_label
 
 log = logging.getLogger(__name__)
-PLOTS = (  # row key, scale to display unit, axis label, file stem
-    ("energy_per_sample_j", 1e3, "energy per {unit} (mJ)", "energy"),
-    ("latency_p50_s", 1e3, "latency p50 (ms)", "latency_p50"),
-    ("latency_p99_s", 1e3, "latency p99 (ms)", "latency_p99"),
-    ("throughput_per_s", 1.0, "throughput ({unit}/s)", "throughput"),
-    ("ttft_p50_s", 1e3, "time to first token p50 (ms)", "ttft"),
-    ("tpot_p50_s", 1e3, "time per output token p50 (ms)", "tpot"),
-)
 
 
 def slug(text: str) -> str:
@@ -36,7 +29,8 @@ def draw_group(group: Group, directory: Path) -> list[str]:
         return []
     directory.mkdir(parents=True, exist_ok=True)
     drawn: list[str] = []
-    for key, scale, label, stem in PLOTS:
+    for column in PLOTTED:
+        key, scale, stem = column.key, column.scale, column.plot or column.key
         pts = [r for r in group.rows if r.get(key) is not None and r.get("quality_value")
                is not None]
         if not pts:
@@ -53,15 +47,15 @@ def draw_group(group: Group, directory: Path) -> list[str]:
             hollow = key == "energy_per_sample_j" and not measured(r)
             ax.errorbar([x], [y], xerr=xerr, fmt="o" if on_front or hollow else "x",
                         color=color, mfc="none" if hollow else color, ms=7, capsize=3, lw=1)
-            ax.annotate(_label(r), (x, y), textcoords="offset points", xytext=(4, 4),
-                        fontsize=7)
+            ax.annotate(run_label(r, short=True), (x, y), textcoords="offset points",
+                        xytext=(4, 4), fontsize=7)
         for members in provenance_groups(pts, key):
             line = sorted((r[key] * scale, r["quality_value"]) for r in members
                           if r["run_id"] in front)
             if line:
                 estimated = key == "energy_per_sample_j" and not measured(members[0])
                 ax.step([p[0] for p in line], [p[1] for p in line],
-                        where="post" if AXES[key][0] == "min" else "pre",
+                        where="post" if column.sense == "min" else "pre",
                         color="C1" if estimated else "C0", alpha=0.6,
                         label="front (estimated energy)" if estimated else "front")
         if key != "throughput_per_s" or max(r[key] for r in pts) / max(
@@ -69,7 +63,7 @@ def draw_group(group: Group, directory: Path) -> list[str]:
             ax.set_xscale("log")
         ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.set_xlabel(label.format(unit=group.unit))
+        ax.set_xlabel(column.axis.format(unit=group.unit))
         ax.set_ylabel(group.metric + ("" if group.higher_is_better else " (lower is better)"))
         ax.set_title(f"{group.model}: {stem.replace('_', ' ')} vs {group.metric}")
         ax.grid(True, alpha=0.3)
@@ -81,8 +75,3 @@ def draw_group(group: Group, directory: Path) -> list[str]:
             drawn.append(f"{directory.name}/{base}.{ext}")
         plt.close(fig)
     return drawn
-
-
-def _label(row: dict[str, Any]) -> str:
-    env = f" @{row['env_label'].split(' ')[0]}" if row.get("env_label") else ""
-    return f"{row['backend']} {row['variant']} bs{row['batch_size']}{env}"

@@ -14,33 +14,34 @@ import json
 from typing import Any
 
 from optbench.carbon import CarbonSettings
-from optbench.report.analysis import AXES, Group, best_first, front_marks, generative, measured
+from optbench.report.analysis import Group, best_first, measured
+from optbench.report.columns import (
+    PLOTTED,
+    Column,
+    fronts_legend,
+    table_cells,
+    table_columns,
+    table_head,
+)
 from optbench.report.data import ReportData
-from optbench.report.recommend import Recommendation, label
+from optbench.report.recommend import Recommendation
 from optbench.report.text import (
     BOUNDARY,
+    FAILED_HEAD,
     QUALITY_NOTES,
     SPARSITY_NOTE,
     break_even_unit,
     environment_summary,
+    failed_cells,
     fmt,
     making_cells,
     making_head,
+    making_order,
     mentions_unstructured,
     packages_summary,
-    pct,
     provenance,
     run_label,
     shows_making,
-)
-
-PLOTS = (
-    ("energy_per_sample_j", 1e3, "energy per {unit} (mJ)"),
-    ("latency_p50_s", 1e3, "latency p50 (ms)"),
-    ("latency_p99_s", 1e3, "latency p99 (ms)"),
-    ("throughput_per_s", 1.0, "throughput ({unit}/s)"),
-    ("ttft_p50_s", 1e3, "time to first token p50 (ms)"),
-    ("tpot_p50_s", 1e3, "time per output token p50 (ms)"),
 )
 
 STYLE = """
@@ -90,7 +91,7 @@ def esc(value: Any) -> str:
 
 def hover(row: dict[str, Any], group: Group) -> str:
     """Hover text: every line escaped, joined with Plotly's <br>."""
-    lines = [run_label(row), f"{group.metric}: {fmt(row['quality_value'], 1, 4)}",
+    lines = [run_label(row, short=True), f"{group.metric}: {fmt(row['quality_value'], 1, 4)}",
              f"energy/{group.unit}: {fmt(row['energy_per_sample_j'], 1e3)} mJ"
              + (f" ± {fmt(row['energy_per_sample_ci95_j'], 1e3, 2)}"
                 if row.get("energy_per_sample_ci95_j") is not None else ""),
@@ -102,7 +103,8 @@ def hover(row: dict[str, Any], group: Group) -> str:
 
 def plot_specs(group: Group, index: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     plots = []
-    for n, (key, scale, xlabel) in enumerate(PLOTS):
+    for n, column in enumerate(PLOTTED):
+        key, scale = column.key, column.scale
         pts = [r for r in group.rows if r.get(key) is not None
                and r.get("quality_value") is not None]
         if not pts:
@@ -134,10 +136,10 @@ def plot_specs(group: Group, index: int) -> tuple[list[dict[str, Any]], dict[str
                 est = key == "energy_per_sample_j" and not measured(members[0])
                 fronts.append({"name": "front (estimated energy)" if est else "front",
                                "x": [p[0] for p in line], "y": [p[1] for p in line],
-                               "shape": "hv" if AXES[key][0] == "min" else "vh",
+                               "shape": "hv" if column.sense == "min" else "vh",
                                "color": "#ff7f0e" if est else "#1f77b4"})
         values = [r[key] for r in pts]
-        axis = xlabel.format(unit=group.unit)
+        axis = column.axis.format(unit=group.unit)
         plots.append({"id": f"plot-{index}-{n}", "series": series, "fronts": fronts,
                       "title": esc(f"{axis.split(' (')[0]} vs {group.metric}"),
                       "xlabel": esc(axis),
@@ -155,58 +157,41 @@ def plot_specs(group: Group, index: int) -> tuple[list[dict[str, Any]], dict[str
     return plots, cube
 
 
+def html_table(head: list[str] | tuple[str, ...], rows: list[list[tuple[str, str]]]) -> str:
+    """A table of (text, CSS class) cells; every header and cell escaped."""
+    return ("<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head)
+            + "</tr></thead><tbody>" + "".join(
+                "<tr>" + "".join(f'<td class="{c}">{esc(v)}</td>' for v, c in cells) + "</tr>"
+                for cells in rows) + "</tbody></table>")
+
+
+def css(column: Column, row: dict[str, Any]) -> str:
+    """Text left, numbers right; an estimated energy method stands out."""
+    shown = column.table
+    assert shown is not None
+    estimated = shown.flag_estimated and not measured(row)
+    return ("l" if shown.left else "") + (" est" if estimated else "")
+
+
 def table(group: Group) -> str:
-    split = any(r["energy_gpu_per_sample_j"] is not None for r in group.rows)
-    envs = any(r.get("env_label") for r in group.rows)
-    priced = any(r.get("cost_per_1000") is not None for r in group.rows)
-    text = generative(group)
-    head = (["machine"] if envs else []) + [
-        "backend", "variant", "batch", "device", group.metric, "Δ quality", "p50 ms", "p99 ms",
-        *(["TTFT p50 ms", "TPOT p50 ms", "requests/s"] if text else []), f"{group.unit}/s",
-        f"energy/{group.unit} mJ (95% CI)", "Δ energy", "Δ p99"] + (
-        ["GPU mJ", "CPU mJ"] if split else []) + ["method", "gCO2e/1k"] + (
-        ["cost/1k"] if priced else []) + ["fronts", "not distinguishable (energy)"]
-    out = ["<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head)
-           + "</tr></thead><tbody>"]
-    for r in best_first(group):
-        d = r.get("delta", {})
-        energy = fmt(r["energy_per_sample_j"], 1e3)
-        if r.get("energy_per_sample_ci95_j") is not None:
-            energy += f" ± {fmt(r['energy_per_sample_ci95_j'], 1e3, 2)}"
-        marks = front_marks(r, group)
-        same = ", ".join(run_label(group.by_id(i)) for i in group.overlaps.get(r["run_id"], []))
-        dq = d.get("quality")
-        cells = ([(r["env_label"], "l")] if envs else []) + [
-            (r["backend"], "l"), (r["variant"], "l"), (r["batch_size"], ""), (r["device"], "l"),
-            (fmt(r["quality_value"], 1, 4), ""), ("-" if dq is None else f"{dq:+.4f}", ""),
-            (fmt(r["latency_p50_s"], 1e3), ""), (fmt(r["latency_p99_s"], 1e3), ""),
-            *([(fmt(r.get("ttft_p50_s"), 1e3), ""), (fmt(r.get("tpot_p50_s"), 1e3), ""),
-               (fmt(r.get("requests_per_s")), "")] if text else []),
-            (fmt(r["throughput_per_s"]), ""), (energy, ""), (pct(d.get("energy")), ""),
-            (pct(d.get("latency_p99")), "")]
-        if split:
-            cells += [(fmt(r["energy_gpu_per_sample_j"], 1e3), ""),
-                      (fmt(r["energy_cpu_per_sample_j"], 1e3), "")]
-        cells += [(r["energy_method"] or "-", "l" + (" est" if not measured(r) else "")),
-                  (fmt(r["co2_g_per_1000"]), "")]
-        if priced:
-            cells.append((fmt(r.get("cost_per_1000")), ""))
-        cells += [(marks, "l"), (same, "l")]
-        out.append("<tr>" + "".join(f'<td class="{c}">{esc(v)}</td>' for v, c in cells)
-                   + "</tr>")
-    return "".join(out) + "</tbody></table>"
+    """The group's runs, best quality first: the same cells as the Markdown table."""
+    columns = table_columns(group)
+    rows = [list(zip(table_cells(columns, r, group), [css(c, r) for c in columns]))
+            for r in best_first(group)]
+    return (html_table(table_head(columns, group), rows)
+            + f'<p class="note">{esc(fronts_legend(group))}</p>')
+
+
+def left(cells: list[str]) -> list[tuple[str, str]]:
+    return [(c, "l") for c in cells]
 
 
 def making_table(rows: list[dict[str, Any]]) -> str:
     """What each model is, what it cost to make, and when that energy is paid back."""
     out = ['<h3>What each model cost to make</h3><p class="note">Break-even: '
            f"{break_even_unit(rows)} after which the per-sample energy saving over the same "
-           "backend's untransformed fp32 run repays the training energy.</p><table><thead><tr>"
-           + "".join(f"<th>{esc(h)}</th>" for h in making_head(rows)) + "</tr></thead><tbody>"]
-    for r in sorted(rows, key=lambda r: (r["backend"], r["variant"], r["batch_size"])):
-        out.append("<tr>" + "".join(f'<td class="l">{esc(c)}</td>' for c in making_cells(r))
-                   + "</tr>")
-    out.append("</tbody></table>")
+           "backend's untransformed fp32 run repays the training energy.</p>",
+           html_table(making_head(rows), [left(making_cells(r)) for r in making_order(rows)])]
     if mentions_unstructured(rows):
         out.append(f'<p class="note">{esc(SPARSITY_NOTE)}</p>')
     return "".join(out)
@@ -214,13 +199,14 @@ def making_table(rows: list[dict[str, Any]]) -> str:
 
 def recommendation_html(rec: Recommendation) -> str:
     if rec.best is None:
-        items = "".join(f"<li>{esc(run_label(r))}: {esc(why)}</li>" for r, why in rec.rejected)
+        items = "".join(f"<li>{esc(run_label(r, short=True))}: {esc(why)}</li>"
+                        for r, why in rec.rejected)
         return (f'<div class="rec none"><b>Recommendation:</b> nothing satisfies the '
                 f"constraints ({esc(rec.constraints)}).<ul>{items}</ul></div>")
     items = "".join(f"<li>{esc(reason)}</li>" for reason in rec.reasons)
-    items += "".join(f"<li>runner-up: {esc(label(r))}</li>" for r in rec.runners_up)
+    items += "".join(f"<li>runner-up: {esc(run_label(r))}</li>" for r in rec.runners_up)
     return (f'<div class="rec"><b>Recommendation ({esc(rec.constraints.objective)}):</b> '
-            f"{esc(label(rec.best))}<ul>{items}</ul></div>")
+            f"{esc(run_label(rec.best))}<ul>{items}</ul></div>")
 
 
 def render_html(data: ReportData, groups: list[Group], recs: list[Recommendation],
@@ -241,7 +227,8 @@ def render_html(data: ReportData, groups: list[Group], recs: list[Recommendation
         cubes.append(cube)
         body.append(f"<h2>{esc(group.model)}: {esc(group.metric)}</h2>")
         quality = QUALITY_NOTES.get(group.metric, group.metric)
-        deltas = f" Deltas against {run_label(group.baseline)}." if group.baseline else ""
+        deltas = (f" Deltas against {run_label(group.baseline, short=True)}."
+                  if group.baseline else "")
         body.append(f'<p class="note">Quality: {esc(quality)}.{esc(deltas)}</p>')
         body.append(recommendation_html(rec))
         body.append('<div class="plots">' + "".join(
@@ -255,13 +242,8 @@ def render_html(data: ReportData, groups: list[Group], recs: list[Recommendation
             body.append(making_table(group.rows))
     others = [r for r in data.rows if r["status"] != "ok"]
     if others:
-        body.append("<h2>Skipped and failed</h2><table><thead><tr><th>model</th><th>backend"
-                    "</th><th>variant</th><th>batch</th><th>status</th><th>reason</th></tr>"
-                    "</thead><tbody>" + "".join(
-                        "<tr>" + "".join(f'<td class="l">{esc(v)}</td>' for v in (
-                            r["model"], r["backend"], r["variant"], r["batch_size"],
-                            r["status"], r["reason"] or "")) + "</tr>" for r in others)
-                    + "</tbody></table>")
+        body.append("<h2>Skipped and failed</h2>"
+                    + html_table(FAILED_HEAD, [left(failed_cells(r)) for r in others]))
     payload = json.dumps({"plots": plots, "cubes": cubes}).replace("<", "\\u003c").replace(
         ">", "\\u003e").replace("&", "\\u0026")
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"

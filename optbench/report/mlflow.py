@@ -14,15 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from optbench.errors import OptbenchError
+from optbench.report.columns import MLFLOW_METRICS, MLFLOW_PARAMS
+from optbench.report.text import run_label
 
 EXPERIMENT = "optbench"
-METRICS = ("quality_value", "latency_p50_s", "latency_p90_s", "latency_p99_s",
-           "latency_device_p50_s", "throughput_per_s", "energy_per_sample_j",
-           "energy_per_sample_ci95_j", "energy_gpu_per_sample_j", "energy_cpu_per_sample_j",
-           "idle_power_w", "net_energy_per_sample_j", "energy_per_1000_wh", "co2_g_per_1000",
-           "cost_per_1000")
-PARAMS = ("model", "backend", "variant", "batch_size", "device", "quality_metric",
-          "precision_path", "weights", "recipe", "energy_method", "energy_channels")
+METRICS = MLFLOW_METRICS  # MLflow metric names are the row keys
+PARAMS = MLFLOW_PARAMS
 
 
 def default_uri(out: Path) -> str:
@@ -56,8 +53,7 @@ def log_runs(rows: list[dict[str, Any]], report_dir: Path | None, uri: str,
             if found:
                 counts["skipped"] += 1
                 continue
-            with mlflow.start_run(run_name=f"{row['backend']} {row['variant']} "
-                                           f"bs{row['batch_size']}", nested=True):
+            with mlflow.start_run(run_name=run_label(row, short=True), nested=True):
                 mlflow.set_tags({"optbench.uid": uid, "optbench.env_id": row["env_id"],
                                  "optbench.git_sha": str(row.get("git_sha")),
                                  "optbench.energy_method": str(row.get("energy_method"))})

@@ -13,15 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from optbench.report.analysis import Group, measured
+from optbench.report.columns import OBJECTIVE_COLUMNS
+from optbench.report.text import run_label
 
-OBJECTIVES = {  # name -> (row key, sense, label)
-    "energy": ("energy_per_sample_j", "min", "energy per {unit}"),
-    "latency": ("latency_p99_s", "min", "latency p99"),
-    "throughput": ("throughput_per_s", "max", "throughput"),
-    "co2": ("co2_g_per_1000", "min", "gCO2e per 1,000 {unit}s"),
-    "ttft": ("ttft_p50_s", "min", "time to first token p50"),  # text generation
-    "tpot": ("tpot_p50_s", "min", "time per output token p50"),
-}
+OBJECTIVES = {c.objective: (c.key, c.sense, c.label)  # name -> (row key, sense, label)
+              for c in OBJECTIVE_COLUMNS}
 
 
 @dataclass(frozen=True)
@@ -45,11 +41,6 @@ class Recommendation:
     rejected: list[tuple[dict[str, Any], str]] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     quality_floor: float | None = None
-
-
-def label(row: dict[str, Any]) -> str:
-    env = f" on {row['env_label']}" if row.get("env_label") else ""
-    return f"{row['backend']} {row['variant']} bs{row['batch_size']} ({row['device']}{env})"
 
 
 def quality_floor(group: Group, max_drop: float | None) -> float | None:
@@ -121,6 +112,6 @@ def explain(rec: Recommendation, key: str) -> list[str]:
         reasons.append(f"energy is {best['energy_method']}{note}")
         for other in rec.runners_up:
             if other["run_id"] in group.overlaps.get(best["run_id"], []):
-                reasons.append(f"not distinguishable in energy from {label(other)}: the 95% "
+                reasons.append(f"not distinguishable in energy from {run_label(other)}: the 95% "
                                "intervals overlap")
     return reasons

@@ -42,9 +42,15 @@ def packages_summary(env: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(packages.items()))
 
 
-def run_label(row: dict[str, Any]) -> str:
-    env = f" @ {row['env_label']}" if row.get("env_label") else ""
-    return f"{row['backend']} {row['variant']} bs{row['batch_size']}{env}"
+def run_label(row: dict[str, Any], short: bool = False) -> str:
+    """A run's name: in full with its device (recommendations, the CLI), or short where
+    the device is at hand (tables, provenance, figures, MLflow). The machine is named only
+    when a report puts several side by side."""
+    name = f"{row['backend']} {row['variant']} bs{row['batch_size']}"
+    machine = row.get("env_label")
+    if short:
+        return f"{name} @ {machine}" if machine else name
+    return f"{name} ({row['device']}{f' on {machine}' if machine else ''})"
 
 
 def provenance(row: dict[str, Any]) -> str:
@@ -95,6 +101,10 @@ def break_even_text(row: dict[str, Any]) -> str:
     return f"{text} ({note})" if note else text
 
 
+def making_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(rows, key=lambda r: (r["backend"], r["variant"], r["batch_size"]))
+
+
 def making_cells(row: dict[str, Any]) -> list[str]:
     """What a row's model is and what it cost to make, as table cells."""
     spent = row.get("training_energy_j")
@@ -106,6 +116,15 @@ def making_cells(row: dict[str, Any]) -> list[str]:
             fmt(row.get("parameters"), 1, 4), fmt(row.get("macs"), 1, 4),
             fmt(None if size is None else size / 1024), training,
             fmt(row.get("training_s")), break_even_text(row)]
+
+
+FAILED_HEAD = ("model", "backend", "variant", "batch", "status", "reason")
+
+
+def failed_cells(row: dict[str, Any]) -> list[str]:
+    """A skipped or failed run, as table cells."""
+    return [str(row[k]) for k in ("model", "backend", "variant", "batch_size", "status")] + [
+        row["reason"] or ""]
 
 
 def shows_making(rows: list[dict[str, Any]]) -> bool:

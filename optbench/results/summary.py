@@ -14,22 +14,6 @@ from optbench.results.schema import METHODS, Trial, weakest_method
 from optbench.results.stats import percentile, summarize
 from optbench.results.store import StoredRun
 
-EXPORT_COLUMNS = (
-    "run_id", "model", "backend", "variant", "batch_size", "device", "status", "reason",
-    "quality_metric", "quality_value", "latency_p50_s", "latency_p90_s", "latency_p99_s",
-    "latency_mean_s", "latency_device_p50_s", "throughput_per_s", "energy_per_sample_j",
-    "energy_per_sample_ci95_j",
-    "energy_per_sample_cov", "energy_trials", "energy_method", "energy_channels",
-    "energy_gpu_per_sample_j", "energy_cpu_per_sample_j", "idle_power_w",
-    "net_energy_per_sample_j", "energy_flags", "energy_reason", "energy_per_1000_wh",
-    "co2_g_per_1000", "carbon_intensity_g_per_kwh", "pue", "cost_per_1000", "price_per_kwh",
-    "sample_unit", "ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "itl_p99_s",
-    "requests_per_s", "energy_per_request_j", "new_tokens", "timing_source", "weights",
-    "lineage", "parameters", "macs", "model_bytes",
-    "training_energy_j", "training_energy_method", "training_s", "training_budget_exhausted",
-    "break_even_samples", "break_even_note",
-    "precision_path", "env_id", "git_sha", "started_at",
-)
 GPU_PREFIX = "gpu:"
 
 

@@ -68,6 +68,10 @@ def test_report_lists_carbon_and_cost(tmp_path):
     # 3 mJ/image -> 3 J per 1,000 -> x1.5 PUE -> 1.25e-6 kWh x 56 g = 7e-5 g; cost 2.5e-7
     assert "7e-05" in markdown and "2.5e-07" in markdown
     assert "**Recommendation** (objective energy): **fake int8 bs1 (cpu)**" in markdown
+    # one column list for both tables: Δ p99 and the legend in each
+    page = (tmp_path / "hand" / "index.html").read_text()
+    for text in ("Δ p99", "not distinguishable (energy)", "Fronts: E = energy vs quality"):
+        assert text in markdown and text in page
 
 
 @pytest.fixture(scope="module")

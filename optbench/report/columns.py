@@ -1,0 +1,228 @@
+"""The one catalogue of report columns: every output is derived from `COLUMNS`.
+
+A Column's line says where it goes: the CSV/JSON export (all `export` columns, in
+catalogue order), MLflow (`mlflow` metric or param), a Pareto figure and front (`plot`),
+a `recommend --objective` (`objective`), and the Markdown and HTML run tables (`table`).
+Adding a metric is one line here. Views that lead with a figure list energy first (the
+headline), then follow catalogue order; the tables have their own order (`Shown.at`),
+since the export's column order is fixed and reads differently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from optbench.report.text import fmt, pct, run_label
+
+if TYPE_CHECKING:
+    from optbench.report.analysis import Group
+
+Row = dict[str, Any]
+CellText = Callable[[Row, "Group"], str]
+
+
+@dataclass(frozen=True)
+class Shown:
+    """How the run tables show a column."""
+
+    at: int  # position among the tables' columns
+    head: str  # header; {metric} and {unit} are the group's quality metric and sample unit
+    when: str | None = None  # only when some row of the group has a value for this key
+    left: bool = False  # text, not a number: shown as is, left-aligned in HTML
+    digits: int = 3
+    cell: CellText | None = None  # the cell's text, where it is more than the value
+    flag_estimated: bool = False  # HTML marks the cell of a row with estimated energy
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # the summary row's key
+    label: str = ""  # words for figures and reasons; {unit} is the sample unit
+    sense: Literal["min", "max"] | None = None  # which way is better
+    scale: float = 1.0  # display multiplier (s -> ms: 1e3)
+    unit: str = ""  # the display unit after scaling
+    export: bool = True  # a CSV/JSON export column
+    mlflow: Literal["metric", "param"] | None = None
+    plot: str | None = None  # figure file stem: drawn, with its front, against quality
+    front: tuple[str, str] | None = None  # (letter, words) in the tables' "fronts" column
+    objective: str | None = None  # name for `recommend --objective`
+    table: Shown | None = None
+
+    @property
+    def axis(self) -> str:
+        """The figure axis title, e.g. "latency p99 (ms)"."""
+        return f"{self.label} ({self.unit})"
+
+    def shown_in(self, group: Group) -> bool:
+        when = self.table.when if self.table else None
+        return when is None or any(r.get(when) is not None for r in group.rows)
+
+    def cell(self, row: Row, group: Group) -> str:
+        assert self.table is not None
+        if self.table.cell is not None:
+            return self.table.cell(row, group)
+        value = row.get(self.key)
+        if self.table.left:
+            return "-" if value in (None, "") else str(value)
+        return fmt(value, self.scale, self.table.digits)
+
+
+def energy_cell(row: Row, group: Group) -> str:
+    """Median with its 95% interval, or why there is no figure."""
+    if row.get("energy_per_sample_j") is None and row.get("energy_reason"):
+        return f"- ({row['energy_reason']})"
+    text = fmt(row.get("energy_per_sample_j"), 1e3)
+    if row.get("energy_per_sample_ci95_j") is not None:
+        text += f" ± {fmt(row['energy_per_sample_ci95_j'], 1e3, 2)}"
+    return text
+
+
+def signed(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.4f}"
+
+
+def delta(name: str, show: Callable[[float | None], str]) -> CellText:
+    """A cell of the row's change against its group's baseline (see analysis.add_deltas)."""
+    return lambda row, group: show(row.get("delta", {}).get(name))
+
+
+def front_marks(row: Row, group: Group) -> str:
+    """The letters of the fronts a row is on, then 3 for the 3-objective set."""
+    marks = "".join(c.front[0] for c in PLOTTED
+                    if c.front and row["run_id"] in group.fronts.get(c.key, set()))
+    return marks + ("3" if row["run_id"] in group.front3 else "")
+
+
+def overlap_cell(row: Row, group: Group) -> str:
+    return ", ".join(run_label(group.by_id(i), short=True)
+                     for i in group.overlaps.get(row["run_id"], []))
+
+
+COLUMNS = (
+    Column("run_id"),
+    Column("model", mlflow="param"),
+    Column("backend", mlflow="param", table=Shown(20, "backend", left=True)),
+    Column("variant", mlflow="param", table=Shown(30, "variant", left=True)),
+    Column("batch_size", mlflow="param",
+           table=Shown(40, "batch", cell=lambda row, group: str(row["batch_size"]))),
+    Column("device", mlflow="param", table=Shown(50, "device", left=True)),
+    Column("status"),
+    Column("reason"),
+    Column("quality_metric", mlflow="param"),
+    Column("quality_value", mlflow="metric", table=Shown(60, "{metric}", digits=4)),
+    Column("latency_p50_s", "latency p50", "min", 1e3, "ms", mlflow="metric",
+           plot="latency_p50", table=Shown(80, "p50 ms")),
+    Column("latency_p90_s", mlflow="metric"),
+    Column("latency_p99_s", "latency p99", "min", 1e3, "ms", mlflow="metric",
+           plot="latency_p99", front=("L", "latency p99"), objective="latency",
+           table=Shown(90, "p99 ms")),
+    Column("latency_mean_s"),
+    Column("latency_device_p50_s", mlflow="metric"),
+    Column("throughput_per_s", "throughput", "max", 1.0, "{unit}/s", mlflow="metric",
+           plot="throughput", front=("T", "throughput"), objective="throughput",
+           table=Shown(130, "{unit}/s")),
+    Column("energy_per_sample_j", "energy per {unit}", "min", 1e3, "mJ", mlflow="metric",
+           plot="energy", front=("E", "energy"), objective="energy",
+           table=Shown(140, "energy/{unit} mJ (95% CI)", cell=energy_cell)),
+    Column("energy_per_sample_ci95_j", mlflow="metric"),
+    Column("energy_per_sample_cov"),
+    Column("energy_trials"),
+    Column("energy_method", mlflow="param",
+           table=Shown(190, "method", left=True, flag_estimated=True)),
+    Column("energy_channels", mlflow="param"),
+    Column("energy_gpu_per_sample_j", scale=1e3, unit="mJ", mlflow="metric",
+           table=Shown(170, "GPU mJ", when="energy_gpu_per_sample_j")),
+    Column("energy_cpu_per_sample_j", scale=1e3, unit="mJ", mlflow="metric",
+           table=Shown(180, "CPU mJ", when="energy_gpu_per_sample_j")),  # the split's other half
+    Column("idle_power_w", mlflow="metric"),
+    Column("net_energy_per_sample_j", mlflow="metric"),
+    Column("energy_flags"),
+    Column("energy_reason"),
+    Column("energy_per_1000_wh", mlflow="metric"),
+    Column("co2_g_per_1000", "gCO2e per 1,000 {unit}s", "min", mlflow="metric",
+           objective="co2", table=Shown(200, "gCO2e/1k")),
+    Column("carbon_intensity_g_per_kwh"),
+    Column("pue"),
+    Column("cost_per_1000", mlflow="metric", table=Shown(210, "cost/1k", when="cost_per_1000")),
+    Column("price_per_kwh"),
+    Column("sample_unit"),
+    Column("ttft_p50_s", "time to first token p50", "min", 1e3, "ms", plot="ttft",
+           front=("F", "time to first token"), objective="ttft",
+           table=Shown(100, "TTFT p50 ms", when="ttft_p50_s")),  # text generation only
+    Column("ttft_p99_s"),
+    Column("tpot_p50_s", "time per output token p50", "min", 1e3, "ms", plot="tpot",
+           front=("P", "time per output token"), objective="tpot",
+           table=Shown(110, "TPOT p50 ms", when="ttft_p50_s")),
+    Column("tpot_p99_s"),
+    Column("itl_p99_s"),
+    Column("requests_per_s", table=Shown(120, "requests/s", when="ttft_p50_s")),
+    Column("energy_per_request_j"),
+    Column("new_tokens"),
+    Column("timing_source"),
+    Column("weights", mlflow="param"),
+    Column("lineage"),
+    Column("parameters"),
+    Column("macs"),
+    Column("model_bytes"),
+    Column("training_energy_j"),
+    Column("training_energy_method"),
+    Column("training_s"),
+    Column("training_budget_exhausted"),
+    Column("break_even_samples"),
+    Column("break_even_note"),
+    Column("precision_path", mlflow="param"),
+    Column("env_id"),
+    Column("git_sha"),
+    Column("started_at"),
+    # not exported: set by report.data, or computed per group for the tables
+    Column("env_label", export=False,
+           table=Shown(10, "machine", when="env_label", left=True)),  # several machines
+    Column("recipe", export=False, mlflow="param"),
+    Column("delta_quality", export=False, table=Shown(70, "Δ quality",
+                                                      cell=delta("quality", signed))),
+    Column("delta_energy", export=False, table=Shown(150, "Δ energy", cell=delta("energy", pct))),
+    Column("delta_latency_p99", export=False,
+           table=Shown(160, "Δ p99", cell=delta("latency_p99", pct))),
+    Column("fronts", export=False, table=Shown(220, "fronts", left=True, cell=front_marks)),
+    Column("overlaps", export=False, table=Shown(230, "not distinguishable (energy)",
+                                                 left=True, cell=overlap_cell)),
+)
+BY_KEY = {c.key: c for c in COLUMNS}
+HEADLINE = "energy_per_sample_j"
+
+
+def headline_first(columns: list[Column]) -> tuple[Column, ...]:
+    return tuple(sorted(columns, key=lambda c: c.key != HEADLINE))
+
+
+EXPORT_COLUMNS = tuple(c.key for c in COLUMNS if c.export)
+MLFLOW_METRICS = tuple(c.key for c in COLUMNS if c.mlflow == "metric")
+MLFLOW_PARAMS = tuple(c.key for c in COLUMNS if c.mlflow == "param")
+PLOTTED = headline_first([c for c in COLUMNS if c.plot])
+OBJECTIVE_COLUMNS = headline_first([c for c in COLUMNS if c.objective])
+TABLE = tuple(sorted((c for c in COLUMNS if c.table), key=lambda c: c.table.at))
+
+
+def table_columns(group: Group) -> list[Column]:
+    """The run-table columns this group shows, in table order."""
+    return [c for c in TABLE if c.shown_in(group)]
+
+
+def table_head(columns: list[Column], group: Group) -> list[str]:
+    return [c.table.head.format(metric=group.metric, unit=group.unit)
+            for c in columns]
+
+
+def table_cells(columns: list[Column], row: Row, group: Group) -> list[str]:
+    """One row's cells, unescaped: each renderer escapes them its own way."""
+    return [c.cell(row, group) for c in columns]
+
+
+def fronts_legend(group: Group) -> str:
+    """What the tables' "fronts" and "not distinguishable" columns mean."""
+    shown = [c for c in PLOTTED if c.front and c.shown_in(group)]
+    letters = "".join(f"{c.front[0]} = {c.front[1]} vs quality, " for c in shown)
+    return (f"Fronts: {letters}3 = non-dominated in (energy, latency p99, quality). Not "
+            "distinguishable (energy) lists configurations whose 95% energy intervals overlap.")
