@@ -10,7 +10,8 @@ Sources, strongest first; the first that passes the self-test is used, and says 
    recent GPUs).
 2-4 are measured-polled, integrated with interpolated edges (meters/polled.py). With the
 counter, the sample buffer (when present) is integrated too as a cross-check: more than
-10% apart flags `counter_polled_mismatch` and records both.
+10% apart flags `counter_polled_mismatch` and records both. Each source is a class in
+meters/nvml_sources.py; this module chooses the device and the source, and flags windows.
 
 The device is the one the run uses: the first of CUDA_VISIBLE_DEVICES (index or UUID),
 mapped to NVML by UUID. Under MIG the channel is the whole board, flagged
@@ -21,20 +22,27 @@ GPU or a counter that goes backwards makes the window `invalid` (energy None).
 from __future__ import annotations
 
 import os
-import threading
 import time
-from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from optbench.errors import Availability
 from optbench.meters.base import Meter, MeterContext
-from optbench.meters.polled import integrate
+from optbench.meters.nvml_sources import (
+    COUNTER_BACKWARDS,
+    POLL_S,
+    CounterReset,
+    EnergyCounter,
+    InstantField,
+    NvmlDevice,
+    PolledSource,
+    PowerUsage,
+    SampleBuffer,
+)
+from optbench.meters.polled import PolledEnergy
 from optbench.meters.ticker import Ticker
 from optbench.results.schema import EnergyReading
 
-POLL_S = 0.05
 MISMATCH = 0.10
 CLOCK_EVENT_REASONS = {
     0x1: "gpu_idle", 0x2: "applications_clocks", 0x4: "sw_power_cap", 0x8: "hw_slowdown",
@@ -86,22 +94,15 @@ def _mig_enabled(nvml: Any, handle: Any) -> bool:
         return False
 
 
-POLLED_APIS = {"samples": "pynvml:nvmlDeviceGetSamples(NVML_TOTAL_POWER_SAMPLES)",
-               "field": "pynvml:nvmlDeviceGetFieldValues(NVML_FI_DEV_POWER_INSTANT)",
-               "usage": "pynvml:nvmlDeviceGetPowerUsage"}
-
-
-class CounterReset(Exception):
-    """The energy counter decreased inside a window."""
-
-
-@dataclass
-class CounterRead:
-    t_ns: int
-    mj: int
-
-
 class NvmlMeter(Meter):
+    """The GPU the run uses, measured by the strongest NVML source that passes its self-test.
+
+    The meter owns the device choice, MIG, contention and validity flags, telemetry and
+    the background poll; the sources (meters/nvml_sources.py) own reading and integrating.
+    `counter` is the energy counter when it works; `polled` is the polled source in use,
+    or with the counter the sample buffer kept as a cross-check (None without one).
+    """
+
     name = "nvml"
     role = "gpu"
     rank = 10
@@ -121,15 +122,11 @@ class NvmlMeter(Meter):
         self.period_s: float | None = None
         self.notes: list[str] = []
         self.flags: tuple[str, ...] = ()
-        self._samples: deque[tuple[int, float]] = deque(maxlen=100_000)
-        self._last_sample_us = 0
-        self._lock = threading.Lock()
+        self.counter: EnergyCounter | None = None
+        self.polled: PolledSource | None = None
         self._ticker = Ticker(self.poll, lambda: POLL_S, name="optbench-nvml-poll")
         self._lost: str | None = None
-        self._last_poll_mj: int | None = None
-        self._start: CounterRead | None = None
         self._t0 = 0
-        self._before: CounterRead | None = None
         self._foreign_at_start: set[int] = set()
 
     # ------------------------------------------------------------------ availability
@@ -168,106 +165,47 @@ class NvmlMeter(Meter):
             self.flags = ("mig_not_attributable",)
             self.notes.append("MIG is enabled: the energy is the whole board's, not "
                               "attributable to one instance")
-        self._choose_source()
+        self._choose_source(NvmlDevice(nvml, self.handle, self.ctx.clock, self.wall_clock,
+                                       self.sleep))
         if self.background:
             self._ticker.start()
 
-    def _choose_source(self) -> None:
-        nvml = self.nvml
-        reasons = []
-        try:
-            self.period_s = self._counter_self_test()
-            self.source = "counter"
-        except nvml.NVMLError as exc:
-            reasons.append(f"energy counter: {exc}")
-        except RuntimeError as exc:
-            reasons.append(f"energy counter: {exc}")
-        self.has_buffer = self._try(lambda: nvml.nvmlDeviceGetSamples(
-            self.handle, nvml.NVML_TOTAL_POWER_SAMPLES, 0), reasons, "sample buffer")
-        if not self.source and self.has_buffer:
-            self.source, self.period_s = "samples", 0.02
-        if not self.source and self._try(lambda: self._field_power(), reasons, "instant field"):
-            self.source, self.period_s = "field", POLL_S
-        if not self.source and self._try(lambda: nvml.nvmlDeviceGetPowerUsage(self.handle),
-                                         reasons, "power usage"):
-            self.source, self.period_s = "usage", 1.0
-        if not self.source:
+    def _choose_source(self, device: NvmlDevice) -> None:
+        """The counter if it works; the sample buffer is tried either way (cross-check)."""
+        reasons: list[str] = []
+        counter = EnergyCounter(device, self.self_test_s)
+        self.counter = counter if self._passes(counter, reasons) else None
+        buffer = SampleBuffer(device)
+        has_buffer = self._passes(buffer, reasons)
+        if has_buffer:
+            self.polled = buffer
+        elif self.counter is None:
+            fallbacks = (InstantField(device), PowerUsage(device))
+            self.polled = next((s for s in fallbacks if self._passes(s, reasons)), None)
+        chosen = self.counter or self.polled
+        if chosen is None:
             raise RuntimeError("no NVML energy or power source works: " + "; ".join(reasons))
+        self.source, self.period_s = chosen.key, chosen.period_s
         self.notes += [f"not used: {r}" for r in reasons]
 
-    def _try(self, call: Any, reasons: list[str], what: str) -> bool:
+    def _passes(self, source: EnergyCounter | PolledSource, reasons: list[str]) -> bool:
         try:
-            call()
+            source.self_test()
             return True
-        except self.nvml.NVMLError as exc:
-            reasons.append(f"{what}: {exc}")
+        # NVMLError: the driver lacks the source; RuntimeError: the counter misbehaved
+        except (self.nvml.NVMLError, RuntimeError) as exc:
+            reasons.append(f"{source.label}: {exc}")
             return False
 
-    def _counter_self_test(self) -> float | None:
-        """Readable, monotone, advancing; returns the observed update period."""
-        first = self._read_counter()
-        changes, last = [], first
-        deadline = self.ctx.clock() + int(self.self_test_s * 1e9)
-        for _ in range(100_000):
-            if self.ctx.clock() >= deadline:
-                break
-            read = self._read_counter()
-            if read.mj < last.mj:
-                raise RuntimeError("counter went backwards during the self-test")
-            if read.mj != last.mj:
-                changes.append(read.t_ns)
-            last = read
-            self.sleep(0.001)
-        if not changes:
-            raise RuntimeError(f"counter did not advance in {self.self_test_s:g} s")
-        gaps = sorted(b - a for a, b in zip(changes, changes[1:]))
-        return gaps[len(gaps) // 2] / 1e9 if gaps else None
-
-    def _read_counter(self) -> CounterRead:
-        mj = self.nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle)
-        return CounterRead(self.ctx.clock(), int(mj))
-
-    def _field_power(self) -> tuple[int, float]:
-        (value,) = self.nvml.nvmlDeviceGetFieldValues(self.handle,
-                                                      [self.nvml.NVML_FI_DEV_POWER_INSTANT])
-        if value.nvmlReturn != 0:
-            raise self.nvml.NVMLError(value.nvmlReturn)
-        return int(value.timestamp), value.value.uiVal / 1000.0
-
     # ------------------------------------------------------------------ polling
-    def _to_mono(self, wall_us: int) -> int:
-        """Driver timestamps are wall-clock microseconds: map them onto the monotonic clock."""
-        offset = self.wall_clock() - self.ctx.clock()
-        return wall_us * 1000 - offset
-
     def poll(self) -> None:
         """Collect power samples (the background tick; tests call it directly)."""
         nvml = self.nvml
         try:
-            if self.source == "counter":
-                # a reset between the window's edges can leave the end above the start:
-                # watching the counter on every poll catches any decrease
-                read = self._read_counter()
-                if self._last_poll_mj is not None and read.mj < self._last_poll_mj:
-                    self._lost = "counter went backwards (driver reset?)"
-                self._last_poll_mj = read.mj
-            if self.source in ("samples", "counter") and self.has_buffer:
-                _, samples = nvml.nvmlDeviceGetSamples(self.handle, nvml.NVML_TOTAL_POWER_SAMPLES,
-                                                       self._last_sample_us)
-                with self._lock:
-                    for s in samples:
-                        if s.timeStamp > self._last_sample_us:
-                            self._samples.append((self._to_mono(s.timeStamp),
-                                                  s.sampleValue.uiVal / 1000.0))
-                            self._last_sample_us = s.timeStamp
-            elif self.source == "field":
-                wall_us, watts = self._field_power()
-                with self._lock:
-                    self._samples.append((self._to_mono(wall_us), watts))
-            elif self.source == "usage":
-                watts = nvml.nvmlDeviceGetPowerUsage(self.handle) / 1000.0
-                with self._lock:
-                    self._samples.append((self.ctx.clock(), watts))
+            if self.counter is not None and self.counter.poll():
+                self._lost = COUNTER_BACKWARDS
+            if self.polled is not None:
+                self.polled.poll()
         except nvml.NVMLError as exc:
             if isinstance(exc, getattr(nvml, "NVMLError_GpuIsLost", ())):
                 self._lost = f"GPU lost: {exc}"
@@ -278,43 +216,12 @@ class NvmlMeter(Meter):
     def start(self) -> None:
         self._ticker.check()
         self._lost = None
-        self._last_poll_mj = None
         self._foreign_at_start = self._foreign_processes()
-        if self.source == "counter":
-            self._start = self._aligned_start()
-            self._t0 = self._start.t_ns
+        if self.counter is not None:
+            self._t0 = self.counter.start()
         else:
             self.poll()
             self._t0 = self.ctx.clock()
-
-    def _aligned_start(self) -> CounterRead:
-        """Wait (at most two update periods) for the counter to tick, so the start is exact."""
-        first = self._read_counter()
-        limit = first.t_ns + int(2 * (self.period_s or 0.1) * 1e9)
-        read = first
-        while read.mj == first.mj and read.t_ns < limit:
-            self.sleep(0.0002)
-            read = self._read_counter()
-        self._before = first
-        return read
-
-    def _interpolated_end(self, t1: int) -> tuple[float, dict[str, Any]]:
-        """Counter energy (mJ) at t1, interpolated between the updates that bracket it."""
-        at_t1 = self._read_counter()
-        limit = at_t1.t_ns + int(2 * (self.period_s or 0.1) * 1e9)
-        after = at_t1
-        while after.mj == at_t1.mj and after.t_ns < limit:
-            self.sleep(0.0002)
-            after = self._read_counter()
-        if after.mj == at_t1.mj:
-            return float(at_t1.mj), {"end": "no update within two periods; read at stop"}
-        # the value read at t1 was produced by the update before it, at most one period ago
-        prev_t = max(self._t0, after.t_ns - int((self.period_s or 0.1) * 1e9))
-        frac = (t1 - prev_t) / max(after.t_ns - prev_t, 1)
-        frac = min(max(frac, 0.0), 1.0)
-        mj = at_t1.mj + (after.mj - at_t1.mj) * frac
-        return mj, {"end": "interpolated", "end_fraction": round(frac, 4),
-                    "tail_mj": round(mj - at_t1.mj, 3)}
 
     def stop(self) -> list[EnergyReading]:
         self._ticker.check()
@@ -327,56 +234,56 @@ class NvmlMeter(Meter):
         if foreign:
             flags.append("contended")
             details["foreign_pids"] = sorted(foreign)
+        counter_j = None
         try:
-            counter_j = self._counter_energy(t1, details) if self.source == "counter" else None
-            if self.source != "counter":
+            if self.counter is not None:
+                counter_j = self.counter.window(t1, details)
+            else:
                 self.poll()
         except (self.nvml.NVMLError, CounterReset) as exc:
             return [self._invalid(window_s, f"{exc}", details)]
         if self._lost:
             return [self._invalid(window_s, self._lost, details)]
         polled = None
-        if self.source != "counter" or self.has_buffer:
-            with self._lock:
-                samples = sorted(self._samples)
-            polled = integrate(samples, self._t0, t1, self.period_s)
+        if self.polled is not None:
+            # with the counter, the buffer is judged gappy against the counter's period
+            polled = self.polled.window(self._t0, t1, self.period_s)
             details.update(polled_j=polled.energy_j, polled_samples=polled.samples,
                            polled_max_gap_s=polled.max_gap_s)
         if self.period_s and window_s < 10 * self.period_s:
             flags.append("below_resolution")
         if counter_j is not None:
-            if polled is not None and polled.energy_j:
-                ratio = counter_j / polled.energy_j
-                details["counter_vs_polled"] = round(ratio, 4)
-                if abs(ratio - 1) > MISMATCH:
-                    flags.append("counter_polled_mismatch")
-            # start aligned, end interpolated: the residual is a fraction of one period
-            uncertainty = (self.period_s or 0.1) * counter_j / max(window_s, 1e-9) / 4
-            return [EnergyReading(self.channel, counter_j, window_s, "measured-counter",
-                                  "pynvml:nvmlDeviceGetTotalEnergyConsumption", reads=3,
-                                  flags=tuple(dict.fromkeys(flags)), uncertainty_j=uncertainty,
-                                  details=details)]
+            return [self._counter_reading(counter_j, polled, window_s, flags, details)]
         assert polled is not None
-        api = POLLED_APIS[self.source]
-        flags += polled.flags
-        if self.source == "usage":
-            flags.append("averaged_1s")
-        if polled.energy_j is None:
-            return [EnergyReading(self.channel, None, window_s, "unavailable", api,
-                                  flags=tuple(flags), reason="no power samples in the window",
-                                  details=details)]
-        uncertainty = (self.period_s or POLL_S) * polled.energy_j / max(window_s, 1e-9)
-        return [EnergyReading(self.channel, polled.energy_j, window_s, "measured-polled", api,
-                              reads=polled.samples, flags=tuple(dict.fromkeys(flags)),
-                              uncertainty_j=uncertainty, details=details)]
+        return [self._polled_reading(polled, window_s, flags, details)]
 
-    def _counter_energy(self, t1: int, details: dict[str, Any]) -> float:
-        assert self._start is not None
-        end_mj, extra = self._interpolated_end(t1)
-        details.update(extra)
-        if end_mj < self._start.mj:
-            raise CounterReset("counter went backwards (driver reset?)")
-        return (end_mj - self._start.mj) / 1000.0
+    def _counter_reading(self, counter_j: float, polled: PolledEnergy | None, window_s: float,
+                         flags: list[str], details: dict[str, Any]) -> EnergyReading:
+        assert self.counter is not None
+        if polled is not None and polled.energy_j:
+            ratio = counter_j / polled.energy_j
+            details["counter_vs_polled"] = round(ratio, 4)
+            if abs(ratio - 1) > MISMATCH:
+                flags.append("counter_polled_mismatch")
+        # start aligned, end interpolated: the residual is a fraction of one period
+        uncertainty = (self.period_s or 0.1) * counter_j / max(window_s, 1e-9) / 4
+        return EnergyReading(self.channel, counter_j, window_s, "measured-counter",
+                             self.counter.api, reads=3, flags=tuple(dict.fromkeys(flags)),
+                             uncertainty_j=uncertainty, details=details)
+
+    def _polled_reading(self, polled: PolledEnergy, window_s: float, flags: list[str],
+                        details: dict[str, Any]) -> EnergyReading:
+        assert self.polled is not None
+        api = self.polled.api
+        flags += [*polled.flags, *self.polled.flags]
+        if polled.energy_j is None:
+            return EnergyReading(self.channel, None, window_s, "unavailable", api,
+                                 flags=tuple(flags), reason="no power samples in the window",
+                                 details=details)
+        uncertainty = (self.period_s or POLL_S) * polled.energy_j / max(window_s, 1e-9)
+        return EnergyReading(self.channel, polled.energy_j, window_s, "measured-polled", api,
+                             reads=polled.samples, flags=tuple(dict.fromkeys(flags)),
+                             uncertainty_j=uncertainty, details=details)
 
     def _invalid(self, window_s: float, reason: str, details: dict[str, Any]) -> EnergyReading:
         return EnergyReading(self.channel, None, window_s, "unavailable",

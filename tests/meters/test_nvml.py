@@ -6,6 +6,13 @@ import pytest
 
 from optbench.meters.base import MeterContext
 from optbench.meters.nvml import NvmlMeter, decode_reasons, visible_device
+from optbench.meters.nvml_sources import (
+    EnergyCounter,
+    InstantField,
+    NvmlDevice,
+    PowerUsage,
+    SampleBuffer,
+)
 from optbench.meters.polled import integrate
 from optbench.testing.clock import FakeClock
 from optbench.testing.nvml import FakeGpu, FakeNvml
@@ -187,3 +194,79 @@ def test_fake_surface_matches_real_nvidia_ml_py():
     for name in ("NVMLError_LibraryNotFound", "NVMLError_NotSupported", "NVMLError_GpuIsLost",
                  "NVML_TOTAL_POWER_SAMPLES", "NVML_FI_DEV_POWER_INSTANT", "NVML_CLOCK_SM"):
         assert getattr(FakeNvml, name) == getattr(pynvml, name), name
+
+
+def device_for(gpu):
+    clock = FakeClock(5 * 10**9, min_step_ns=1000)
+    nvml = FakeNvml([gpu], clock)
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    return NvmlDevice(nvml, handle, clock, nvml.wall_clock, clock.sleep), clock
+
+
+def test_energy_counter_measures_its_period_and_starts_on_an_update():
+    device, clock = device_for(FakeGpu(Constant(300.0)))
+    counter = EnergyCounter(device, self_test_s=0.5)
+    counter.self_test()
+    assert counter.period_s == pytest.approx(0.1, rel=0.05)
+    before = counter.read()
+    t0 = counter.start()
+    assert counter.read().mj != before.mj and t0 == clock()
+    clock.sleep(1.0)
+    details = {}
+    assert counter.window(clock(), details) == pytest.approx(300.0, rel=1e-3)
+    assert details["end"] == "interpolated"
+
+
+def test_energy_counter_poll_sees_a_decrease():
+    device, clock = device_for(FakeGpu(Constant(300.0), reset_at_s=0.5))
+    counter = EnergyCounter(device, self_test_s=0.5)
+    counter.start()  # on the update at 0.1 s
+    assert counter.poll() is False
+    clock.sleep(0.45)  # just past the reset, which restarts the count from zero
+    assert counter.poll() is True
+
+
+def test_energy_counter_self_test_fails_when_the_counter_is_missing():
+    device, _ = device_for(FakeGpu(Constant(300.0), supports={"usage"}))
+    with pytest.raises(FakeNvml.NVMLError):
+        EnergyCounter(device, self_test_s=0.5).self_test()
+
+
+@pytest.mark.parametrize("source_class, support", [
+    (SampleBuffer, "samples"), (InstantField, "field"), (PowerUsage, "usage"),
+])
+def test_polled_sources_integrate_and_self_test(source_class, support):
+    device, clock = device_for(FakeGpu(Constant(250.0), supports={support}))
+    source = source_class(device)
+    source.self_test()
+    t0 = clock()
+    for _ in range(40):
+        source.poll()
+        clock.sleep(0.05)
+    source.poll()
+    energy = source.window(t0 + 10**9, clock(), source.period_s)
+    assert energy.energy_j == pytest.approx(250.0 * (clock() - t0 - 10**9) / 1e9, rel=0.02)
+    unsupported, _ = device_for(FakeGpu(Constant(250.0), supports=set()))
+    with pytest.raises(FakeNvml.NVMLError):
+        source_class(unsupported).self_test()
+
+
+def test_sample_buffer_keeps_each_driver_sample_once():
+    device, clock = device_for(FakeGpu(Constant(100.0), supports={"samples"}))
+    buffer = SampleBuffer(device)
+    clock.sleep(0.5)
+    buffer.poll()
+    with pytest.raises(FakeNvml.NVMLError_NotFound):  # nothing new: the meter ignores it
+        buffer.poll()
+    clock.sleep(0.1)
+    buffer.poll()  # only the five samples after the first poll's newest
+    assert buffer.window(clock() - 6 * 10**8, clock(), 0.02).samples == 29
+
+
+def test_counter_without_buffer_has_no_cross_check():
+    meter, _, clock = make(FakeGpu(Constant(300.0), supports={"counter", "usage"}))
+    meter.open()
+    assert meter.source == "counter" and meter.polled is None
+    reading, _, _ = run_window(meter, clock, 2.0)
+    assert reading.method == "measured-counter" and "counter_vs_polled" not in reading.details
+    assert meter.describe()["method"] == "measured-counter"
