@@ -39,14 +39,17 @@ def test_resnet50_has_torchvision_keys_and_loads_their_weights(tmp_path):
     assert artifact.weights_trained and str(weights) in artifact.weights
 
 
-def test_random_resnet50_predictions_vary_with_the_input(tmp_path):
+def test_random_resnet50_predictions_vary_with_the_input(tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
     from optbench.workloads.datasets import synthetic
 
+    # random init only when torchvision's cache has no resnet50 weights: never the host's
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     artifact = build_model("resnet50", None, tmp_path)
     assert not artifact.weights_trained and "random init" in artifact.weights
     with torch.no_grad():
         out = artifact.module(torch.from_numpy(synthetic((3, 224, 224), 32, 0))).numpy()
+    # 11 distinct classes here: 5 leaves room for another CPU's numerics to move near-ties
     assert len(np.unique(out.argmax(1))) >= 5
 
 

@@ -126,6 +126,10 @@ def test_qat_yields_an_int8_qdq_model_that_keeps_accuracy(tmp_path):
     base = trained_cnn()
     out = Qat(QatConfig(epochs=1, batch_size=32)).apply(base, context(tmp_path))
     assert out.precision == "int8" and out.quantization == "qat-qdq"
+    # the plugin contract (tests/plugins/test_other_plugins.py leaves qat to this test)
+    assert out is not base and out.digest and out.digest != base.digest
+    assert len(out.lineage) == 1 and out.lineage[0].startswith("qat(")
+    assert base.precision == "fp32" and base.lineage == ()
     targets = {str(n.target) for n in out.module.graph.nodes if n.op == "call_function"}
     assert any("quantize_per_tensor" in t for t in targets), targets
     assert accuracy(out.module) > accuracy(base.module) - 0.05
