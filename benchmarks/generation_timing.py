@@ -23,7 +23,8 @@ import time
 import numpy as np
 import torch
 
-from optbench.backends.lm import openvino_lm, ort_lm, torch_lm
+from optbench.backends import BACKENDS
+from optbench.backends.base import LoadContext, load_causal_lm
 from optbench.cache import cache_root
 from optbench.measure.generation import GenerationLoop
 from optbench.measure.presets import Preset
@@ -35,12 +36,9 @@ ONE_CALL = Preset("bench", warmup_min_s=0, warmup_max_s=1, latency_min_iters=1,
 
 
 def load(backend: str, artifact):
-    cache = cache_root() / "backends"
-    if backend == "torch":
-        return torch_lm.load(artifact, "cpu", None)
-    if backend == "ort":
-        return ort_lm.load(artifact, cache, "cpu", None)
-    return openvino_lm.load(artifact, cache, None, "latency")
+    """The backend's own text generator (its lm_loader), with its default options."""
+    return load_causal_lm(BACKENDS.get(backend), artifact,
+                          LoadContext(cache_root() / "backends", 1, "cpu"))
 
 
 def by_hand(lm, prompt: np.ndarray, n: int) -> tuple[float, float, int]:

@@ -20,7 +20,7 @@ import numpy as np
 from generation_timing import ONE_CALL  # a sibling script: run from benchmarks/
 
 from optbench.backends import BACKENDS
-from optbench.backends.base import LoadContext
+from optbench.backends.base import LoadContext, load_causal_lm
 from optbench.cache import cache_root
 from optbench.measure.generation import GenerationLoop
 from optbench.models import build_model
@@ -57,9 +57,9 @@ def main() -> None:
     prompt = np.random.default_rng(0).integers(10, base.num_outputs - 10, size=(1, 32))
     loops = {}
     for name in args.variants.split(","):
-        backend = BACKENDS.get(args.backend)()
-        backend.load(variant(base, name), LoadContext(cache_root() / "backends", 1))
-        loops[name] = GenerationLoop(backend.causal_lm(), 1, args.new_tokens, [], ONE_CALL)
+        lm = load_causal_lm(BACKENDS.get(args.backend), variant(base, name),
+                            LoadContext(cache_root() / "backends", 1))
+        loops[name] = GenerationLoop(lm, 1, args.new_tokens, [], ONE_CALL)
         for _ in range(3):
             loops[name].request_timings([prompt])
     ttft: dict[str, list[float]] = {n: [] for n in loops}

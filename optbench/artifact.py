@@ -9,6 +9,10 @@ from typing import Any
 # Numeric precisions a run can ask for. "fp32" is the reference every other one is judged by.
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
+# The format of a Hugging Face causal language model (a directory at `path`): backends turn
+# it into a text generator through their `lm_loader`, every other format through `load`.
+HF_CAUSAL_LM = "hf-causal-lm"
+
 
 @dataclass(frozen=True)
 class ModelArtifact:
@@ -16,8 +20,9 @@ class ModelArtifact:
 
     Attributes:
         name: model name (the card name, or the file's stem for bring-your-own models).
-        format: "torch" (an nn.Module in `module`), "onnx" (a file at `path`) or
-            "numpy" (test models: a list of weight matrices in `module`).
+        format: "torch" (an nn.Module in `module`), "onnx" (a file at `path`),
+            HF_CAUSAL_LM (a Hugging Face language model directory at `path`) or "numpy"
+            (test models: a list of weight matrices in `module`).
         input_shape: shape of one sample, without the batch dimension.
         input_dtype: numpy dtype name of the input.
         num_outputs: size of the output vector per sample (classes for classifiers).

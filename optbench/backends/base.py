@@ -1,8 +1,14 @@
-"""The Backend contract: load / infer / synchronize / close, driven by the shared loop.
+"""The two backend contracts, both driven by the shared loops.
+
+- Vision (every format but HF_CAUSAL_LM): a Backend instance's load / prepare / infer /
+  to_numpy / synchronize / close / describe, driven by `optbench.measure.loop`.
+- Text generation (HF_CAUSAL_LM): the class attribute `lm_loader` turns the artifact into
+  a CausalLM (backends/lm/base.py), driven by `optbench.measure.generation`; None when the
+  backend cannot generate text. `load_causal_lm` is the one way to call it.
 
 A backend owns the conversion of a ModelArtifact into its native form (ONNX export,
 OpenVINO IR, TensorRT engine), including numeric precision through its own toolchain,
-cached by the artifact's digest. It never times itself: `optbench.measure.loop` does that.
+cached by the artifact's digest. It never times itself: the loops do that.
 """
 
 from __future__ import annotations
@@ -16,10 +22,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from optbench.artifact import ModelArtifact
-from optbench.errors import Availability, module_availability
+from optbench.backends.lm.base import CausalLM, LmLoader
+from optbench.errors import Availability, Unavailable, module_availability
 
 __all__ = ["Availability", "Backend", "BackendConfig", "LoadContext", "file_bytes",
-           "module_availability"]  # Availability: re-exported for third-party plugins
+           "load_causal_lm", "module_availability"]  # Availability: for third-party plugins
 
 
 def file_bytes(*paths: Path) -> int:
@@ -38,7 +45,8 @@ class LoadContext:
 
     Attributes:
         cache_dir: where exported and quantized models are kept, keyed by digest.
-        batch_size: the batch size every `infer` call will use.
+        batch_size: the batch size every `infer` call will use (for a text generator: the
+            requests of one `generate` call).
         device: "cpu" or "cuda".
         calibration: representative inputs (one sample each, with a batch dim of 1)
             for static quantization; drawn from the workload's training split.
@@ -55,10 +63,15 @@ class Backend(ABC):
 
     Class attributes:
         Config: frozen dataclass of this backend's options.
-        formats: artifact formats `load` accepts.
+        formats: artifact formats it accepts: HF_CAUSAL_LM through `lm_loader`, the
+            others through `load`.
         precisions: per device, the precisions this backend runs natively.
         runs_qdq_int8: whether it runs a model already quantized by QAT (Q/DQ nodes).
         weight_only_bits: weight widths of its weight-only path for language models.
+        lm_loader: its text-generation loader (see LmLoader), or None.
+
+    A backend with no vision side (vLLM) leaves `load` and `infer` abstract: it cannot be
+    instantiated, and is reached through its class attributes and `lm_loader` only.
     """
 
     name: ClassVar[str] = "base"
@@ -67,18 +80,11 @@ class Backend(ABC):
     precisions: ClassVar[dict[str, tuple[str, ...]]] = {"cpu": ("fp32",)}
     runs_qdq_int8: ClassVar[bool] = False  # runs a QAT model's asymmetric int8 Q/DQ graph
     weight_only_bits: ClassVar[tuple[int, ...]] = ()  # language models: woq int8 / int4
+    lm_loader: ClassVar[LmLoader | None] = None  # HF_CAUSAL_LM artifact -> CausalLM
 
     def __init__(self, config: Any = None, device: str = "cpu") -> None:
         self.config = config if config is not None else self.Config()
         self.device = device
-        self.lm: Any = None  # a CausalLM, when `load` got a text-generation model
-
-    def causal_lm(self) -> Any:
-        """The loaded text generator (artifacts of format hf-causal-lm), for the
-        generation loop; see optbench.backends.lm.base.CausalLM."""
-        if self.lm is None:
-            raise TypeError(f"{self.name} has no text-generation model loaded")
-        return self.lm
 
     @classmethod
     @abstractmethod
@@ -105,15 +111,13 @@ class Backend(ABC):
                 f"(supported: {', '.join(cls.precisions[device])})"
             )
         if artifact_format not in cls.formats:
-            return Availability.no(
-                f"{cls.name} cannot load a {artifact_format} model (accepts: "
-                f"{', '.join(cls.formats)})"
-            )
+            return Availability.no(_refusal(cls, artifact_format))
         return Availability.yes()
 
     @abstractmethod
     def load(self, artifact: ModelArtifact, ctx: LoadContext) -> None:
-        """Convert (cached) and load `artifact` for batches of `ctx.batch_size`."""
+        """Convert (cached) and load `artifact` (any format but HF_CAUSAL_LM) for batches
+        of `ctx.batch_size`."""
 
     def prepare(self, batch: np.ndarray) -> Any:
         """Host array -> the runtime's native input. Called outside timed regions."""
@@ -141,3 +145,19 @@ class Backend(ABC):
     def describe(self) -> dict[str, Any]:
         """Runtime version and the effective settings, stored with the run."""
         return {"name": self.name}
+
+
+def load_causal_lm(backend_cls: type[Backend], artifact: ModelArtifact, ctx: LoadContext,
+                   config: Any = None) -> CausalLM:
+    """`backend_cls`'s text generator for `artifact` (format HF_CAUSAL_LM), built by its
+    `lm_loader` with `config` (default: the backend's default Config). A backend without
+    one raises Unavailable with the reason `supports` gives for the format."""
+    loader = backend_cls.lm_loader
+    if loader is None:
+        raise Unavailable(_refusal(backend_cls, artifact.format))
+    return loader(artifact, ctx, config if config is not None else backend_cls.Config())
+
+
+def _refusal(backend_cls: type[Backend], artifact_format: str) -> str:
+    return (f"{backend_cls.name} cannot load a {artifact_format} model (accepts: "
+            f"{', '.join(backend_cls.formats)})")

@@ -1,12 +1,16 @@
-"""torch -> ONNX export shared by the ONNX-consuming backends (ort, trt), cached by digest."""
+"""What the ONNX-consuming backends (ort, trt, openvino for Q/DQ models) share: the torch ->
+ONNX export, cached by digest, and static int8 Q/DQ quantization of an ONNX file."""
 
 from __future__ import annotations
 
 import logging
-import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from optbench.artifact import ModelArtifact
+from optbench.cache import atomic_path
 from optbench.models.torchnet import eval_mode
 
 log = logging.getLogger(__name__)
@@ -29,17 +33,62 @@ def onnx_file(artifact: ModelArtifact, cache_dir: Path, dtype: str = "fp32") -> 
         return path
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     torch_dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
     example = torch.zeros((2, *artifact.input_shape), dtype=torch_dtype)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    tmp = path.with_suffix(f".tmp{os.getpid()}.onnx")
     log.info("exporting %s to ONNX (opset %d)", artifact.name, OPSET)
-    with torch.inference_mode(False), torch.no_grad():
+    # atomic: a crash mid-export never leaves a half file in the cache
+    with atomic_path(path) as tmp, torch.inference_mode(False), torch.no_grad():
         torch.onnx.export(
             eval_mode(artifact.module), (example,), str(tmp), dynamo=True,
             input_names=[INPUT_NAME], output_names=["output"],
             dynamic_shapes=({0: batch},), opset_version=OPSET, external_data=False,
         )
-    tmp.replace(path)  # atomic: a crash mid-export never leaves a half file in the cache
     return path
+
+
+def quantize_qdq_int8(
+    src: Path, dst: Path, input_name: str, calibration: Sequence[np.ndarray],
+    per_channel: bool, method: str, symmetric: bool = False,
+) -> Path:
+    """Static int8 QDQ quantization of an ONNX file (the pure work of `--int8` for ort, and
+    of trt's explicit int8).
+
+    `symmetric` gives signed int8 activations with zero point 0, as TensorRT requires;
+    otherwise activations are uint8 (ORT's fast path on x86 CPUs).
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._items: Iterator[np.ndarray] = iter(calibration)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            item = next(self._items, None)
+            return None if item is None else {input_name: item}
+
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
+    with atomic_path(dst) as tmp:
+        pre = tmp.with_name(f"{tmp.stem}.pre.onnx")  # shape-inferred, optimized input
+        try:
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+            quantize_static(
+                str(pre), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
+                activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+                weight_type=QuantType.QInt8, per_channel=per_channel,
+                calibrate_method=methods[method],
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True}
+                if symmetric else {},
+            )
+        finally:
+            pre.unlink(missing_ok=True)
+    return dst
+

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from optbench.artifact import ModelArtifact
+from optbench.artifact import HF_CAUSAL_LM, ModelArtifact
 from optbench.backends.base import (
     Availability,
     Backend,
@@ -25,6 +25,8 @@ from optbench.backends.base import (
     file_bytes,
     module_availability,
 )
+from optbench.backends.lm import openvino_lm
+from optbench.cache import atomic_path
 from optbench.errors import Unavailable
 from optbench.models.torchnet import eval_mode, is_exported
 
@@ -39,6 +41,15 @@ class OpenVinoConfig(BackendConfig):
     nncf_preset: Literal["performance", "mixed"] = "performance"
 
 
+def save_ir(model: Any, path: Path) -> None:
+    """Write an OpenVINO IR (.xml and its .bin) atomically, the .xml last, f32 weights kept:
+    compress_to_fp16 defaults to True, which would make the "fp32" baseline fp16 weights."""
+    import openvino as ov
+
+    with atomic_path(path, companions=(".bin",)) as tmp:
+        ov.save_model(model, str(tmp), compress_to_fp16=False)
+
+
 def ir_file(artifact: ModelArtifact, cache_dir: Path) -> Path:
     """The artifact as OpenVINO IR with f32 weights (converted once, then cached)."""
     import openvino as ov
@@ -46,7 +57,6 @@ def ir_file(artifact: ModelArtifact, cache_dir: Path) -> Path:
     path = cache_dir / "openvino" / f"{artifact.digest}.xml"
     if path.is_file():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
     if artifact.format == "onnx":
         model = ov.convert_model(artifact.path)
     elif artifact.quantization or is_exported(artifact.module):
@@ -61,11 +71,7 @@ def ir_file(artifact: ModelArtifact, cache_dir: Path) -> Path:
         with torch.no_grad():
             example = torch.zeros((1, *artifact.input_shape))
             model = ov.convert_model(eval_mode(artifact.module), example_input=example)
-    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.xml")
-    # compress_to_fp16 defaults to True, which would make the "fp32" baseline fp16 weights.
-    ov.save_model(model, str(tmp), compress_to_fp16=False)
-    tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
-    tmp.replace(path)
+    save_ir(model, path)
     return path
 
 
@@ -86,7 +92,8 @@ class OpenVinoBackend(Backend):
     name = "openvino"
     Config = OpenVinoConfig
     weight_only_bits = (8, 4)  # language models: the woq transform's options
-    formats = ("torch", "onnx", "hf-causal-lm")
+    formats = ("torch", "onnx", HF_CAUSAL_LM)
+    lm_loader = staticmethod(openvino_lm.load)
     precisions = {"cpu": ("fp32", "bf16", "int8")}
     runs_qdq_int8 = True
 
@@ -97,15 +104,6 @@ class OpenVinoBackend(Backend):
     def load(self, artifact: ModelArtifact, ctx: LoadContext) -> None:
         import openvino as ov
 
-        if artifact.format == "hf-causal-lm":
-            from optbench.backends.lm import openvino_lm
-
-            if artifact.precision not in ("fp32", "int8"):
-                raise Unavailable(f"openvino text generation runs f32 or int8 here, not "
-                                  f"{artifact.precision}")
-            self.lm = openvino_lm.load(artifact, ctx.cache_dir, self.config.threads,
-                                       self.config.performance_hint)
-            return
         core = ov.Core()
         if artifact.precision == "bf16":
             capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
@@ -118,12 +116,8 @@ class OpenVinoBackend(Backend):
                                    f"-n{len(ctx.calibration)}.xml")
             if not qpath.is_file():
                 log.info("quantizing %s with NNCF", artifact.name)
-                quantized = quantize_nncf_int8(core.read_model(path), ctx.calibration,
-                                               self.config.nncf_preset)
-                tmp = qpath.with_name(f"{qpath.stem}.tmp{os.getpid()}.xml")
-                ov.save_model(quantized, str(tmp), compress_to_fp16=False)
-                tmp.with_suffix(".bin").replace(qpath.with_suffix(".bin"))
-                tmp.replace(qpath)
+                save_ir(quantize_nncf_int8(core.read_model(path), ctx.calibration,
+                                           self.config.nncf_preset), qpath)
             path = qpath
         model = core.read_model(path)
         model.reshape([ctx.batch_size, *artifact.input_shape])
@@ -158,8 +152,6 @@ class OpenVinoBackend(Backend):
     def describe(self) -> dict[str, Any]:
         import openvino as ov
 
-        if self.lm is not None:
-            return {"name": self.name, **self.lm.describe()}
         effective = {k: str(self.compiled.get_property(k))
                      for k in ("INFERENCE_PRECISION_HINT", "PERFORMANCE_HINT",
                                "INFERENCE_NUM_THREADS", "NUM_STREAMS")}

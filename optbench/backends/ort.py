@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from optbench.artifact import ModelArtifact
+from optbench.artifact import HF_CAUSAL_LM, ModelArtifact
 from optbench.backends.base import (
     Availability,
     Backend,
@@ -26,7 +25,8 @@ from optbench.backends.base import (
     file_bytes,
     module_availability,
 )
-from optbench.backends.onnx_export import onnx_file
+from optbench.backends.lm import ort_lm
+from optbench.backends.onnx_export import onnx_file, quantize_qdq_int8
 from optbench.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -40,51 +40,6 @@ class OrtConfig(BackendConfig):
     per_channel: bool = True
     calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
     cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = "EXHAUSTIVE"
-
-
-def quantize_qdq_int8(
-    src: Path, dst: Path, input_name: str, calibration: Sequence[np.ndarray],
-    per_channel: bool, method: str, symmetric: bool = False,
-) -> Path:
-    """Static int8 QDQ quantization of an ONNX file (the pure work of `--int8` for ort).
-
-    `symmetric` gives signed int8 activations with zero point 0, as TensorRT requires;
-    otherwise activations are uint8 (ORT's fast path on x86 CPUs).
-    """
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._items: Iterator[np.ndarray] = iter(calibration)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            item = next(self._items, None)
-            return None if item is None else {input_name: item}
-
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    pre = dst.with_suffix(f".pre{os.getpid()}.onnx")
-    tmp = dst.with_suffix(f".tmp{os.getpid()}.onnx")
-    quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-               "percentile": CalibrationMethod.Percentile}
-    quantize_static(
-        str(pre), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
-        weight_type=QuantType.QInt8, per_channel=per_channel,
-        calibrate_method=methods[method],
-        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True} if symmetric
-        else {},
-    )
-    pre.unlink(missing_ok=True)
-    tmp.replace(dst)
-    return dst
 
 
 def provider_list(provider: str, device_id: int, cache: Path, precision: str,
@@ -128,7 +83,8 @@ class OrtBackend(Backend):
     name = "ort"
     Config = OrtConfig
     weight_only_bits = (8, 4)  # language models: the woq transform's options
-    formats = ("torch", "onnx", "hf-causal-lm")
+    formats = ("torch", "onnx", HF_CAUSAL_LM)
+    lm_loader = staticmethod(ort_lm.load)
     precisions = {"cpu": ("fp32", "int8"), "cuda": ("fp32", "fp16", "int8")}
     runs_qdq_int8 = True
 
@@ -145,15 +101,6 @@ class OrtBackend(Backend):
 
     def load(self, artifact: ModelArtifact, ctx: LoadContext) -> None:
         import onnxruntime as ort
-
-        if artifact.format == "hf-causal-lm":
-            from optbench.backends.lm import ort_lm
-
-            if artifact.precision not in ("fp32", "int8"):
-                raise Unavailable(f"ort text generation runs fp32 or int8, not "
-                                  f"{artifact.precision}")
-            self.lm = ort_lm.load(artifact, ctx.cache_dir, ctx.device, self.config.threads)
-            return
 
         provider = self.config.provider if self.config.provider != "auto" else (
             "cuda" if ctx.device == "cuda" else "cpu")
@@ -248,8 +195,6 @@ class OrtBackend(Backend):
             pass
 
     def describe(self) -> dict[str, Any]:
-        if self.lm is not None:
-            return {"name": self.name, **self.lm.describe()}
         import onnxruntime as ort
 
         path = {"int8": "quantize_static QDQ u8/s8", "fp16": "fp16 export"}.get(

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from optbench.artifact import ModelArtifact
+from optbench.artifact import HF_CAUSAL_LM, ModelArtifact
 from optbench.backends.base import (
     Availability,
     Backend,
@@ -29,6 +29,7 @@ from optbench.backends.base import (
     LoadContext,
     module_availability,
 )
+from optbench.backends.lm import torch_lm
 from optbench.models.torchnet import eval_mode
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,8 @@ class TorchBackend(Backend):
     name = "torch"
     Config = TorchConfig
     weight_only_bits = (8, 4)  # language models: the woq transform's options
-    formats = ("torch", "hf-causal-lm")
+    formats = ("torch", HF_CAUSAL_LM)
+    lm_loader = staticmethod(torch_lm.load)
     precisions = {"cpu": ("fp32", "bf16", "int8"), "cuda": ("fp32", "fp16", "bf16")}
     runs_qdq_int8 = True
 
@@ -102,11 +104,6 @@ class TorchBackend(Backend):
     def load(self, artifact: ModelArtifact, ctx: LoadContext) -> None:
         import torch
 
-        if artifact.format == "hf-causal-lm":
-            from optbench.backends.lm import torch_lm
-
-            self.lm = torch_lm.load(artifact, ctx.device, self.config.threads)
-            return
         threads = self.config.threads or os.cpu_count() or 1
         torch.set_num_threads(threads)
         self._mode = torch.inference_mode()
@@ -184,8 +181,6 @@ class TorchBackend(Backend):
             torch.cuda.synchronize()
 
     def close(self) -> None:
-        if self.lm is not None:
-            self.lm.close()
         if getattr(self, "_mode", None) is not None:
             self._mode.__exit__(None, None, None)
             self._mode = None
@@ -193,8 +188,6 @@ class TorchBackend(Backend):
     def describe(self) -> dict[str, Any]:
         import torch
 
-        if self.lm is not None:
-            return {"name": self.name, **self.lm.describe()}
         info = {"name": self.name, "runtime": f"torch {torch.__version__}", "path": self.path,
                 "threads": self.threads, "compile": self.config.compile,
                 "channels_last": self.config.channels_last,

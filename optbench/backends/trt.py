@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,8 @@ from optbench.backends.base import (
     LoadContext,
     module_availability,
 )
-from optbench.backends.onnx_export import onnx_file
+from optbench.backends.onnx_export import onnx_file, quantize_qdq_int8
+from optbench.cache import atomic_path
 from optbench.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -129,8 +129,8 @@ def build_engine(trt: Any, onnx_path: Path, plan: BuildPlan, timing_cache: Path 
     if serialized is None:
         raise RuntimeError("TensorRT failed to build the engine (see the log above)")
     if cache is not None and timing_cache is not None:
-        timing_cache.parent.mkdir(parents=True, exist_ok=True)
-        timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
+        with atomic_path(timing_cache) as tmp:
+            tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
     return bytes(serialized)
 
 
@@ -182,10 +182,8 @@ class TensorRtBackend(Backend):
             timing = ctx.cache_dir / "trt" / f"timing-{trt.__version__}-{sm}.cache"
             blob = build_engine(trt, onnx_path, plan,
                                 timing if self.config.timing_cache else None, "input")
-            engine_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = engine_path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_bytes(blob)
-            tmp.replace(engine_path)
+            with atomic_path(engine_path) as tmp:
+                tmp.write_bytes(blob)
         self.engine = trt.Runtime(logger).deserialize_cuda_engine(engine_path.read_bytes())
         if self.engine is None:
             raise RuntimeError(f"TensorRT could not deserialize {engine_path}")
@@ -213,8 +211,6 @@ class TensorRtBackend(Backend):
     def _onnx_for(self, artifact: ModelArtifact, plan: BuildPlan, ctx: LoadContext) -> Path:
         """The ONNX file the plan needs: plain, in reduced precision, or with int8 Q/DQ."""
         if plan.onnx_precision == "int8-qdq":
-            from optbench.backends.ort import quantize_qdq_int8
-
             base = onnx_file(artifact, ctx.cache_dir)
             name = f"{artifact.digest}-trt-int8-qdq-n{len(ctx.calibration)}.onnx"
             path = ctx.cache_dir / "onnx" / name

@@ -1,19 +1,17 @@
-"""vLLM offline engine for text generation (GPU only); the work is in lm/vllm_lm.py."""
+"""vLLM offline engine for text generation (GPU only); the work is in lm/vllm_lm.py.
+
+vLLM has no vision side: the backend declares only what `supports` and the text loader
+need, and leaves `load` and `infer` abstract, so it cannot be instantiated as a vision
+backend. The worker reaches it through `lm_loader` (`VllmLM`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from optbench.artifact import ModelArtifact
-from optbench.backends.base import (
-    Availability,
-    Backend,
-    BackendConfig,
-    LoadContext,
-    module_availability,
-)
-from optbench.errors import Unavailable
+from optbench.artifact import HF_CAUSAL_LM
+from optbench.backends.base import Availability, Backend, BackendConfig, module_availability
+from optbench.backends.lm.vllm_lm import VllmLM
 
 
 @dataclass(frozen=True)
@@ -28,8 +26,9 @@ class VllmBackend(Backend):
     name = "vllm"
     Config = VllmConfig
     weight_only_bits = (4,)  # language models: the woq transform's options
-    formats = ("hf-causal-lm",)
+    formats = (HF_CAUSAL_LM,)
     precisions = {"cuda": ("fp32", "fp16", "bf16")}
+    lm_loader = VllmLM
 
     @classmethod
     def availability(cls) -> Availability:
@@ -40,20 +39,3 @@ class VllmBackend(Backend):
                 "pip install 'optbench[vllm]', or the project's CUDA Docker image)"
             )
         return Availability.yes()
-
-    def load(self, artifact: ModelArtifact, ctx: LoadContext) -> None:
-        from optbench.backends.lm.vllm_lm import VllmLM
-
-        if artifact.format != "hf-causal-lm":
-            raise Unavailable("vLLM runs text-generation models only")
-        self.lm = VllmLM(artifact, ctx.batch_size, self.config)
-
-    def infer(self, inputs: Any) -> Any:
-        raise TypeError("vLLM runs text generation only; the generation loop drives it")
-
-    def close(self) -> None:
-        if self.lm is not None:
-            self.lm.close()
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, **(self.lm.describe() if self.lm is not None else {})}

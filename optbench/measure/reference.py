@@ -11,7 +11,8 @@ import numpy as np
 
 from optbench.artifact import ModelArtifact
 from optbench.backends import BACKENDS
-from optbench.backends.base import LoadContext
+from optbench.backends.base import LoadContext, load_causal_lm
+from optbench.cache import atomic_path
 from optbench.measure.loop import make_batches
 
 log = logging.getLogger(__name__)
@@ -45,26 +46,25 @@ def cached_array(path: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
     if path.is_file():
         return np.load(path)
     array = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, array)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        np.save(tmp, array)
     return array
 
 
 def reference_generation(base: ModelArtifact, prompts: np.ndarray, new_tokens: int,
                          cache: Path) -> np.ndarray:
-    """Greedy tokens of the untransformed language model at fp32 on the CPU (eager torch),
+    """Greedy tokens of the untransformed language model at fp32 on the CPU by its
+    reference backend's text loader (`lm_loader`: eager torch for every Hugging Face model),
     for the same prompts: what every variant's generations are compared with (cached)."""
-    from optbench.backends.lm import torch_lm
-
     key = hashlib.sha256(
         f"{base.digest}|generate|{new_tokens}|{prompts.shape}".encode() + prompts.tobytes()
     ).hexdigest()[:20]
 
     def compute() -> np.ndarray:
-        log.info("computing fp32 reference generations with torch on %d prompts", len(prompts))
-        lm = torch_lm.load(base, "cpu", None)
+        log.info("computing fp32 reference generations with %s on %d prompts",
+                 base.reference_backend, len(prompts))
+        lm = load_causal_lm(BACKENDS.get(base.reference_backend), base, LoadContext(
+            cache_dir=cache / "backends", batch_size=min(REFERENCE_BATCH, len(prompts))))
         try:
             return np.concatenate([
                 lm.generate(prompts[i:i + REFERENCE_BATCH], new_tokens, lambda: None).tokens

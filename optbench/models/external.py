@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from optbench.artifact import ModelArtifact
+from optbench.artifact import HF_CAUSAL_LM, ModelArtifact
 from optbench.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ def load_hf_causal_lm(ref: str, name: str | None = None) -> ModelArtifact:
     weight_bytes = sum(p.stat().st_size for p in files if p.suffix in (".safetensors", ".bin"))
     return ModelArtifact(
         name=name or (directory.name if Path(ref).is_dir() else ref),
-        format="hf-causal-lm",
+        format=HF_CAUSAL_LM,
         path=str(directory),
         input_shape=(),
         input_dtype="int64",

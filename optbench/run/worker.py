@@ -20,9 +20,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from optbench.artifact import ModelArtifact
+from optbench.artifact import HF_CAUSAL_LM, ModelArtifact
 from optbench.backends import BACKENDS
-from optbench.backends.base import Backend, LoadContext
+from optbench.backends.base import Backend, LoadContext, load_causal_lm
+from optbench.backends.lm.base import CausalLM
 from optbench.cache import atomic_path
 from optbench.errors import OptbenchError, Unavailable
 from optbench.measure.generation import GenerationLoop
@@ -144,8 +145,10 @@ def apply_variant(run: Run) -> None:
     run.artifact = artifact
 
 
-def load_backend(run: Run, config: Any) -> tuple[Backend, Any, Any]:
-    """The fp32 reference outputs, then the backend loaded with the transformed model."""
+def load_backend(run: Run, config: Any) -> tuple[Backend | CausalLM, Any, Any]:
+    """The fp32 reference outputs, then the transformed model loaded: a language model
+    (HF_CAUSAL_LM) by the backend's `lm_loader` into a CausalLM, anything else by a
+    Backend instance's `load`."""
     spec, workload, artifact = run.spec, run.workload, run.artifact
     assert workload is not None and artifact is not None and run.base is not None
     with run.timed("reference_s", "loading data and fp32 reference"):
@@ -156,40 +159,46 @@ def load_backend(run: Run, config: Any) -> tuple[Backend, Any, Any]:
             reference = reference_outputs(run.base, inputs, run.cache)
         calibration = workload.calibration_inputs() if artifact.precision == "int8" else []
     label = f"loading into {run.backend_cls.name}" + (" (quantizing)" if calibration else "")
+    ctx = LoadContext(run.cache / "backends", spec.batch_size, spec.device, calibration)
     with run.timed("load_s", label):
+        if artifact.format == HF_CAUSAL_LM:
+            try:
+                return load_causal_lm(run.backend_cls, artifact, ctx, config), inputs, reference
+            except Unavailable as exc:
+                raise Skip(exc.reason, artifact) from None
         backend = run.backend_cls(config, spec.device)
         try:
-            backend.load(artifact, LoadContext(run.cache / "backends", spec.batch_size,
-                                               spec.device, calibration))
+            backend.load(artifact, ctx)
         except Unavailable as exc:
             backend.close()
             raise Skip(exc.reason, artifact) from None
     return backend, inputs, reference
 
 
-def measure(run: Run, backend: Backend, meters: list[Meter], inputs: Any,
+def measure(run: Run, model: Backend | CausalLM, meters: list[Meter], inputs: Any,
             served: ServedTrials | None) -> tuple[LoopOutput, dict[str, Any]]:
-    """The measured loop (vision) or generation loop (text) under the meters. Its own
-    phases (warm-up, quality, latency, idle, trials) are timed inside the loop."""
+    """The measured loop (a Backend, vision) or generation loop (a CausalLM, text) under
+    the meters. Its own phases (warm-up, quality, latency, idle, trials) are timed inside
+    the loop. A text run's backend description is the backend's name and the CausalLM's."""
     spec, workload = run.spec, run.workload
     assert workload is not None
     try:
         for meter in meters:
             meter.open()
-        if workload.generative:
-            loop: MeasuredLoop = GenerationLoop(backend.causal_lm(), spec.batch_size,
-                                                workload.new_tokens, meters, run.preset,
-                                                on_phase=run.on_phase)
+        if isinstance(model, CausalLM):
+            loop: MeasuredLoop = GenerationLoop(model, spec.batch_size, workload.new_tokens,
+                                                meters, run.preset, on_phase=run.on_phase)
             out = loop.run_text(inputs, workload.perplexity_windows, served)
+            backend_info = {"name": run.backend_cls.name, **model.describe()}
         else:
-            loop = MeasuredLoop(backend, spec.batch_size, meters, run.preset,
+            loop = MeasuredLoop(model, spec.batch_size, meters, run.preset,
                                 on_phase=run.on_phase)
             out = loop.run(inputs, served)
-        backend_info = backend.describe()
+            backend_info = model.describe()
     finally:
         for meter in meters:
             meter.close()
-        backend.close()
+        model.close()
     run.phases.update(out.phases_s)
     return out, backend_info
 

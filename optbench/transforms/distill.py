@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from optbench.artifact import ModelArtifact
+from optbench.artifact import HF_CAUSAL_LM, ModelArtifact
 from optbench.errors import Availability, Unavailable
 from optbench.models.torchnet import eval_mode
 from optbench.transforms.base import Stage, Transform, TransformConfig, TransformContext
@@ -80,7 +80,7 @@ class Distill(Transform):
     Config = DistillConfig
 
     def supports(self, backend: type, device: str, artifact: ModelArtifact) -> Availability:
-        if artifact.format == "hf-causal-lm":
+        if artifact.format == HF_CAUSAL_LM:
             if artifact.quantization or artifact.precision != "fp32":
                 return Availability.no("distillation needs the float teacher")
             return backend.supports(artifact.format, artifact.precision, device)
@@ -90,7 +90,7 @@ class Distill(Transform):
         import torch
 
         cfg = self.config
-        if artifact.format == "hf-causal-lm":
+        if artifact.format == HF_CAUSAL_LM:
             from optbench.transforms.distill_lm import distill_lm
 
             derived = artifact.derive(

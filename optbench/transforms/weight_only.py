@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from optbench.artifact import ModelArtifact
+from optbench.artifact import HF_CAUSAL_LM, ModelArtifact
 from optbench.errors import Availability
 from optbench.transforms.base import Stage, Transform, TransformConfig, TransformContext
 
@@ -32,7 +32,7 @@ class WeightOnly(Transform):
     Config = WeightOnlyConfig
 
     def supports(self, backend: type, device: str, artifact: ModelArtifact) -> Availability:
-        if artifact.format != "hf-causal-lm":
+        if artifact.format != HF_CAUSAL_LM:
             return Availability.no("weight-only quantization here is for language models; "
                                    "vision models use int8 (static, weights and activations)")
         if artifact.precision != "fp32" or artifact.quantization:

@@ -62,5 +62,5 @@ def test_llm_recipe_across_runtimes(tmp_path):
     assert ok[("torch", "fp32")]["metrics"]["token_agreement"] == 1.0
     assert "int4" in ok[("openvino", "woq-int4")]["precision_path"]
     report = (tmp_path / "llm-smoke" / "report.md").read_text()
-    assert "TTFT ms" in report and "energy/token" in report
+    assert "TTFT p50 ms" in report and "energy/token" in report
     assert (tmp_path / "llm-smoke" / "figures" / "tiny-llama-test-perplexity-tpot.png").is_file()

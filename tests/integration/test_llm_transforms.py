@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from optbench.artifact import HF_CAUSAL_LM
 from optbench.backends.torch import TorchBackend
 from optbench.meters.base import MeterContext
 from optbench.models import build_model, resolve_model
@@ -45,7 +46,7 @@ def test_distilled_student_is_smaller_metered_and_cached(tmp_path):
     step = Distill(DistillConfig(width=0.5, steps=4))
     assert step.supports(TorchBackend, "cpu", teacher)
     student = step.apply(teacher, ctx)
-    assert student.format == "hf-causal-lm" and student.digest != teacher.digest
+    assert student.format == HF_CAUSAL_LM and student.digest != teacher.digest
     assert student.info["parameters"] < teacher.info["parameters"]
     (record,) = student.info["training"]
     assert record["steps"] == 4 and record["energy_j"] > 0 and not record["cached"]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 
 import numpy as np
 import pytest
 
-from optbench.artifact import ModelArtifact
+from optbench.artifact import HF_CAUSAL_LM, ModelArtifact
 from optbench.backends import BACKENDS
-from optbench.backends.base import Availability, Backend, LoadContext
+from optbench.backends.base import Availability, Backend, LoadContext, load_causal_lm
 from optbench.errors import Unavailable
 
 # What each backend is exercised with: the artifact kind and the precisions to load.
@@ -70,6 +71,21 @@ def test_static_contract(name):
     for device, precisions in cls.precisions.items():
         assert device in ("cpu", "cuda")
         assert set(precisions) <= {"fp32", "fp16", "bf16", "int8"}
+
+
+@pytest.mark.parametrize("name", BACKENDS.names(include_hidden=True))
+def test_the_two_contracts_match_the_formats(name, tmp_path):
+    """A backend takes HF_CAUSAL_LM exactly when it has a text loader, and has a vision side
+    (an instantiable Backend) exactly when it takes another format."""
+    cls = BACKENDS.get(name)
+    assert (HF_CAUSAL_LM in cls.formats) == (cls.lm_loader is not None)
+    assert inspect.isabstract(cls) == (set(cls.formats) <= {HF_CAUSAL_LM})
+    if cls.lm_loader is None:
+        lm = ModelArtifact("lm", HF_CAUSAL_LM, (), 7, path=str(tmp_path), digest="d")
+        device = next(iter(cls.precisions))
+        with pytest.raises(Unavailable) as refused:
+            load_causal_lm(cls, lm, LoadContext(tmp_path, 1, device))
+        assert refused.value.reason == cls.supports(HF_CAUSAL_LM, "fp32", device).reason
 
 
 @pytest.mark.parametrize("name", BACKENDS.names(include_hidden=True))

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from optbench.artifact import ModelArtifact
+from optbench.artifact import HF_CAUSAL_LM, ModelArtifact
 from optbench.backends.base import Availability
 from optbench.cache import cache_root
 from optbench.meters import METERS
@@ -50,7 +50,7 @@ def subject(kind, cache):
         from optbench.backends.torch import TorchBackend
 
         card = resolve_model("tiny-llama-test").card
-        artifact = ModelArtifact(card.name, "hf-causal-lm", (), card.num_outputs,
+        artifact = ModelArtifact(card.name, HF_CAUSAL_LM, (), card.num_outputs,
                                  path=str(cache / "lm"), digest="tiny-llama-test-d")
         return artifact, TorchBackend, "cpu", None
     pytest.importorskip("torch")

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from optbench.artifact import ModelArtifact
+from optbench.artifact import HF_CAUSAL_LM, ModelArtifact
 from optbench.backends import BACKENDS
-from optbench.backends.base import LoadContext
+from optbench.backends.base import LoadContext, load_causal_lm
 from optbench.backends.lm.vllm_lm import request_times
 from optbench.measure.generation import GenerationLoop
 from optbench.measure.presets import PRESETS
@@ -89,7 +89,11 @@ def fake_vllm(monkeypatch):
     return vllm
 
 
-ARTIFACT = ModelArtifact("lm", "hf-causal-lm", (), 7, path="/models/lm", digest="d")
+ARTIFACT = ModelArtifact("lm", HF_CAUSAL_LM, (), 7, path="/models/lm", digest="d")
+
+
+def load(artifact, batch_size, tmp_path):
+    return load_causal_lm(BACKENDS.get("vllm"), artifact, LoadContext(tmp_path, batch_size, "cuda"))
 
 
 def test_without_vllm_the_backend_says_why():
@@ -99,28 +103,32 @@ def test_without_vllm_the_backend_says_why():
     assert "not installed" in reason and "GPU" in reason
 
 
+def test_vllm_has_no_vision_side():
+    cls = BACKENDS.get("vllm")
+    assert cls.formats == (HF_CAUSAL_LM,) and cls.lm_loader is not None
+    with pytest.raises(TypeError, match="abstract"):
+        cls(None, "cuda")  # no load / infer: it is only ever a text loader
+    assert "cannot load a torch model" in cls.supports("torch", "fp32", "cuda").reason
+
+
 def test_engine_settings_tokens_timing_and_perplexity(fake_vllm, tmp_path):
-    backend = BACKENDS.get("vllm")(None, "cuda")
-    assert backend.availability()
-    backend.load(ARTIFACT, LoadContext(tmp_path, 4, "cuda"))
+    assert BACKENDS.get("vllm").availability()
+    lm = load(ARTIFACT, 4, tmp_path)
     settings = FakeLLM.instances[0].kwargs
     assert settings["disable_log_stats"] is False  # else RequestOutput.metrics is None
     assert settings["dtype"] == "float32"  # explicit: "auto" would turn fp32 into fp16
     assert settings["max_num_seqs"] == 4 and settings["enable_prefix_caching"] is False
-    lm = backend.causal_lm()
     prompts = np.array([[1, 2, 3], [4, 5, 6]])
     g = lm.generate(prompts, 5, lambda: pytest.fail("vLLM offline does not stream"))
     assert g.tokens.shape == (2, 5) and g.steps is None
     assert g.engine_ttft_s == pytest.approx([0.05, 0.05])
     assert g.engine_tpot_s == pytest.approx([0.01, 0.01])
     assert lm.nll(prompts) == pytest.approx(np.full((2, 2), -math.log(0.5)))
-    assert backend.describe()["runtime"] == "vllm 0.0-standin"
+    assert lm.describe()["runtime"] == "vllm 0.0-standin"
 
 
 def test_the_generation_loop_reports_engine_timing(fake_vllm, tmp_path):
-    backend = BACKENDS.get("vllm")(None, "cuda")
-    backend.load(ARTIFACT, LoadContext(tmp_path, 2, "cuda"))
-    loop = GenerationLoop(backend.causal_lm(), 2, 4, [], PRESETS["smoke"])
+    loop = GenerationLoop(load(ARTIFACT, 2, tmp_path), 2, 4, [], PRESETS["smoke"])
     out = loop.run_text(np.arange(12).reshape(4, 3), np.zeros((2, 5), dtype=np.int64))
     assert out.generation["timing_source"] == "the runtime's own request metrics"
     assert out.generation["ttft_s"][0] == pytest.approx(0.05)
@@ -138,10 +146,7 @@ def test_request_times_reads_both_engine_shapes():
 def test_weight_only_int4_maps_to_bitsandbytes_and_int8_is_refused(fake_vllm, tmp_path):
     from optbench.errors import Unavailable
 
-    backend = BACKENDS.get("vllm")(None, "cuda")
-    backend.load(ARTIFACT.derive("woq-int4", quantization="woq-int4"),
-                 LoadContext(tmp_path, 1, "cuda"))
+    load(ARTIFACT.derive("woq-int4", quantization="woq-int4"), 1, tmp_path)
     assert FakeLLM.instances[-1].kwargs["quantization"] == "bitsandbytes"
     with pytest.raises(Unavailable, match="woq-int8"):
-        BACKENDS.get("vllm")(None, "cuda").load(
-            ARTIFACT.derive("woq-int8", quantization="woq-int8"), LoadContext(tmp_path, 1, "cuda"))
+        load(ARTIFACT.derive("woq-int8", quantization="woq-int8"), 1, tmp_path)

@@ -68,11 +68,11 @@ def test_a_language_model_gets_the_text_workload_by_default():
 
 
 def test_weight_only_quantization_is_for_language_models_on_runtimes_that_have_it():
-    from optbench.artifact import ModelArtifact
+    from optbench.artifact import HF_CAUSAL_LM, ModelArtifact
     from optbench.backends import BACKENDS
     from optbench.transforms.weight_only import WeightOnly, WeightOnlyConfig
 
-    lm = ModelArtifact("m", "hf-causal-lm", (), 10, path="/x", digest="d")
+    lm = ModelArtifact("m", HF_CAUSAL_LM, (), 10, path="/x", digest="d")
     int4 = WeightOnly(WeightOnlyConfig(bits=4))
     assert int4.supports(BACKENDS.get("openvino"), "cpu", lm)
     assert int4.apply(lm, None).quantization == "woq-int4"
@@ -97,11 +97,11 @@ def test_an_unreachable_hub_id_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_int8_does_not_stack_on_weight_only_weights():
-    from optbench.artifact import ModelArtifact
+    from optbench.artifact import HF_CAUSAL_LM, ModelArtifact
     from optbench.backends import BACKENDS
     from optbench.transforms.precision import Int8
 
-    lm = ModelArtifact("m", "hf-causal-lm", (), 10, path="/x", digest="d")
+    lm = ModelArtifact("m", HF_CAUSAL_LM, (), 10, path="/x", digest="d")
     woq = lm.derive("woq-int4", quantization="woq-int4")
     assert "already quantized" in Int8().supports(BACKENDS.get("ort"), "cpu", woq).reason
     assert Int8().supports(BACKENDS.get("ort"), "cpu", lm)
@@ -110,12 +110,12 @@ def test_int8_does_not_stack_on_weight_only_weights():
 def test_requests_longer_than_the_context_are_refused_up_front(tmp_path):
     import json
 
-    from optbench.artifact import ModelArtifact
+    from optbench.artifact import HF_CAUSAL_LM, ModelArtifact
     from optbench.errors import UsageError
     from optbench.run.recipe import WorkloadSpec
 
     (tmp_path / "config.json").write_text(json.dumps({"max_position_embeddings": 48}))
-    lm = ModelArtifact("m", "hf-causal-lm", (), 10, path=str(tmp_path), digest="d")
+    lm = ModelArtifact("m", HF_CAUSAL_LM, (), 10, path=str(tmp_path), digest="d")
     workload = TextGeneration(WorkloadSpec(kind="text", prompt_tokens=32, new_tokens=32), lm,
                               None, tmp_path)
     with pytest.raises(UsageError, match="exceed the model's context of 48 tokens"):

@@ -1,5 +1,6 @@
 """Text generators: how each runtime generates tokens and scores text for the text workload.
 
-Backends load an artifact of format `hf-causal-lm` into one of these (see base.py); the
-generation loop in optbench.measure.generation drives them and does all the timing.
+A backend's `lm_loader` (see base.py) turns an artifact of format HF_CAUSAL_LM into one of
+these; the generation loop in optbench.measure.generation drives them and does all the
+timing.
 """

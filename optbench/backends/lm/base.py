@@ -1,13 +1,20 @@
-"""The CausalLM contract: generate exactly N tokens greedily, and score text (perplexity)."""
+"""The text-generation contract: a backend's `lm_loader` turns an artifact of format
+HF_CAUSAL_LM into a CausalLM, which generates exactly N tokens greedily and scores text
+(perplexity)."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+from optbench.artifact import ModelArtifact
+
+if TYPE_CHECKING:
+    from optbench.backends.base import LoadContext
 
 OnToken = Callable[[], None]
 
@@ -55,3 +62,14 @@ class CausalLM(ABC):
 
     def describe(self) -> dict[str, Any]:
         return {"path": self.path}
+
+
+class LmLoader(Protocol):
+    """`Backend.lm_loader`: a function or CausalLM class that loads a language model.
+
+    Called with the artifact (format HF_CAUSAL_LM), the LoadContext (cache_dir, batch_size:
+    requests per call, device) and the backend's Config; converts and caches by digest as
+    the backend's `load` does, and may raise `Unavailable(reason)` (the run is skipped).
+    """
+
+    def __call__(self, artifact: ModelArtifact, ctx: LoadContext, config: Any) -> CausalLM: ...

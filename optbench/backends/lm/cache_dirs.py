@@ -1,29 +1,12 @@
-"""Converted model directories, built once per (model digest, recipe) and reused."""
+"""Converted model directories (built once per model digest and recipe with
+`optbench.cache.built_dir`): the files they need besides weights, and their size."""
 
 from __future__ import annotations
 
-import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".onnx_data", ".xml")
-
-
-def built_dir(target: Path, build: Callable[[Path], None]) -> Path:
-    """`target`, made by `build(tmp)` into a temporary directory renamed into place (so an
-    interrupted conversion never leaves a half-written model behind)."""
-    if target.is_dir():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        build(tmp)
-        tmp.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def copy_side_files(source: Path, dest: Path) -> None:

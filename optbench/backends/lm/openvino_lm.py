@@ -14,11 +14,16 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from optbench.artifact import ModelArtifact
-from optbench.backends.lm.cache_dirs import built_dir, copy_side_files, dir_bytes
+from optbench.backends.lm.cache_dirs import copy_side_files, dir_bytes
 from optbench.backends.lm.hf import HFGenerator, pad_token_id
+from optbench.cache import built_dir
+from optbench.errors import Unavailable
+
+if TYPE_CHECKING:
+    from optbench.backends.base import LoadContext
 
 log = logging.getLogger(__name__)
 GROUP = 32
@@ -50,8 +55,12 @@ def exported(artifact: ModelArtifact, cache_dir: Path, bits: int | None) -> Path
     return built_dir(cache_dir / "openvino-lm" / f"{artifact.digest}-{tag}", build)
 
 
-def load(artifact: ModelArtifact, cache_dir: Path, threads: int | None,
-         performance_hint: str) -> HFGenerator:
+def load(artifact: ModelArtifact, ctx: LoadContext, config: Any) -> HFGenerator:
+    """OpenVinoBackend's lm_loader (config: an OpenVinoConfig; `threads` and
+    `performance_hint` are used)."""
+    if artifact.precision not in ("fp32", "int8"):
+        raise Unavailable(f"openvino text generation runs f32 or int8 here, not "
+                          f"{artifact.precision}")
     import openvino as ov
     from optimum.intel import OVModelForCausalLM
     from transformers import AutoTokenizer
@@ -66,8 +75,9 @@ def load(artifact: ModelArtifact, cache_dir: Path, threads: int | None,
     elif artifact.precision == "int8":
         bits = 8
         path = "NNCF int8 weights + CPU dynamic int8 activations (groups of 32)"
-    directory = exported(artifact, cache_dir, bits)
-    threads = threads or os.cpu_count() or 1
+    directory = exported(artifact, ctx.cache_dir, bits)
+    threads = config.threads or os.cpu_count() or 1
+    performance_hint = config.performance_hint
     dynamic = artifact.precision == "int8" and not artifact.quantization
     config = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32",
               "DYNAMIC_QUANTIZATION_GROUP_SIZE": "32" if dynamic else "0",

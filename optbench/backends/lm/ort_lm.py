@@ -11,10 +11,16 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from optbench.artifact import ModelArtifact
-from optbench.backends.lm.cache_dirs import built_dir, copy_side_files, dir_bytes
+from optbench.backends.lm.cache_dirs import copy_side_files, dir_bytes
 from optbench.backends.lm.hf import HFGenerator, pad_token_id
+from optbench.cache import built_dir
+from optbench.errors import Unavailable
+
+if TYPE_CHECKING:
+    from optbench.backends.base import LoadContext
 
 log = logging.getLogger(__name__)
 BLOCK = 32
@@ -64,12 +70,15 @@ def weight_only(source: Path, cache_dir: Path, digest: str, bits: int) -> Path:
     return built_dir(cache_dir / "ort-lm" / f"{digest}-woq-int{bits}", build)
 
 
-def load(artifact: ModelArtifact, cache_dir: Path, device: str,
-         threads: int | None) -> HFGenerator:
+def load(artifact: ModelArtifact, ctx: LoadContext, config: Any) -> HFGenerator:
+    """OrtBackend's lm_loader (config: an OrtConfig; its `threads` is used)."""
+    if artifact.precision not in ("fp32", "int8"):
+        raise Unavailable(f"ort text generation runs fp32 or int8, not {artifact.precision}")
     import onnxruntime as ort
     from optimum.onnxruntime import ORTModelForCausalLM
     from transformers import AutoTokenizer
 
+    cache_dir, device = ctx.cache_dir, ctx.device
     directory = exported(artifact, cache_dir)
     path = "fp32"
     if artifact.quantization.startswith("woq-int"):
@@ -80,7 +89,7 @@ def load(artifact: ModelArtifact, cache_dir: Path, device: str,
         directory = dynamic_int8(directory, cache_dir, artifact.digest)
         path = "dynamic int8 MatMul (per-channel weights, activations at run time)"
     options = ort.SessionOptions()
-    threads = threads or os.cpu_count() or 1
+    threads = config.threads or os.cpu_count() or 1
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     provider = "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"

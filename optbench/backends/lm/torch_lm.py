@@ -9,10 +9,13 @@ dequantized inside the linear layer (activations stay float).
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from optbench.artifact import ModelArtifact
 from optbench.backends.lm.hf import HFGenerator, pad_token_id
+
+if TYPE_CHECKING:
+    from optbench.backends.base import LoadContext
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "float32"}
 WOQ_GROUP = 32
@@ -42,11 +45,13 @@ def quantize(model: Any, precision: str, quantization: str) -> str:
     return ""
 
 
-def load(artifact: ModelArtifact, device: str, threads: int | None) -> HFGenerator:
+def load(artifact: ModelArtifact, ctx: LoadContext, config: Any) -> HFGenerator:
+    """TorchBackend's lm_loader (config: a TorchConfig; its `threads` is used)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    threads = threads or os.cpu_count() or 1
+    device = ctx.device
+    threads = config.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     dtype = getattr(torch, DTYPES[artifact.precision])
     model = AutoModelForCausalLM.from_pretrained(artifact.path, dtype=dtype).eval().to(device)

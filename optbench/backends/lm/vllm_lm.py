@@ -15,13 +15,16 @@ wheel installs on this project's CPU machines). What differs from the other runt
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from optbench.artifact import ModelArtifact
 from optbench.backends.lm.base import CausalLM, Generation, OnToken
 from optbench.errors import Unavailable
+
+if TYPE_CHECKING:
+    from optbench.backends.base import LoadContext
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -54,7 +57,10 @@ def request_times(outputs: list[Any]) -> tuple[list[float] | None, list[float] |
 
 
 class VllmLM(CausalLM):
-    def __init__(self, artifact: ModelArtifact, batch_size: int, config: Any) -> None:
+    """VllmBackend's lm_loader (config: a VllmConfig; `max_num_seqs` defaults to the
+    requests of one call, `ctx.batch_size`)."""
+
+    def __init__(self, artifact: ModelArtifact, ctx: LoadContext, config: Any) -> None:
         from vllm import LLM
 
         quantization = None
@@ -64,7 +70,7 @@ class VllmLM(CausalLM):
             raise Unavailable(f"vLLM has no online {artifact.quantization} here (in-flight "
                               "weight-only int4 is bitsandbytes; int8 needs a quantized "
                               "checkpoint)")
-        self.max_num_seqs = config.max_num_seqs or batch_size
+        self.max_num_seqs = config.max_num_seqs or ctx.batch_size
         self.settings = {
             "dtype": DTYPES[artifact.precision], "seed": 0, "max_num_seqs": self.max_num_seqs,
             "gpu_memory_utilization": config.gpu_memory_utilization,
