@@ -81,10 +81,7 @@ class GenerationLoop(MeasuredLoop):
         with self.phase(phases, "warmup_s", "warm-up"):
             warmup = self.warm_up(batches)
         with self.phase(phases, "accuracy_s", "quality pass (greedy tokens, perplexity)"):
-            tokens = np.concatenate([self._generate(b, _no_op).tokens
-                                     for b in batches])[:n_prompts]
-            nll = np.concatenate([self.lm.nll(perplexity_windows[i:i + PERPLEXITY_BATCH])
-                                  for i in range(0, len(perplexity_windows), PERPLEXITY_BATCH)])
+            tokens, nll = self.quality_pass(batches, n_prompts, perplexity_windows)
         with self.phase(phases, "latency_s", "latency pass (TTFT, TPOT)"):
             latencies, timing = self.request_timings(batches)
         trials, window_s = self.trials_phase(batches, served, phases)
@@ -92,6 +89,15 @@ class GenerationLoop(MeasuredLoop):
                       prompt_tokens=int(prompts.shape[1]), short_calls=self.short_calls)
         return LoopOutput(TextOutputs(tokens, nll), latencies, [], trials, warmup, window_s,
                           phases, generation=timing)
+
+    def quality_pass(self, batches: list[np.ndarray], n_prompts: int,
+                     perplexity_windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Greedy tokens of every prompt, and the per-token NLL of the held-out windows."""
+        tokens = np.concatenate([self._generate(b, _no_op).tokens
+                                 for b in batches])[:n_prompts]
+        nll = np.concatenate([self.lm.nll(perplexity_windows[i:i + PERPLEXITY_BATCH])
+                              for i in range(0, len(perplexity_windows), PERPLEXITY_BATCH)])
+        return tokens, nll
 
     def _generate(self, prompts: np.ndarray, on_token: Callable[[], None]) -> Any:
         generation = self.lm.generate(prompts, self.new_tokens, on_token)

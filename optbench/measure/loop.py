@@ -54,6 +54,7 @@ class LoopOutput:
     window_s: float
     phases_s: dict[str, float] = field(default_factory=dict)
     generation: dict[str, Any] = field(default_factory=dict)  # text runs: TTFT, TPOT, ...
+    serving: dict[str, Any] = field(default_factory=dict)  # scenario runs: points, search
 
 
 def make_batches(x: np.ndarray, batch_size: int) -> tuple[list[np.ndarray], int]:

@@ -10,7 +10,7 @@ from typing import Any
 from optbench.carbon import CarbonSettings
 from optbench.report.analysis import add_break_even
 from optbench.results.store import Store, StoredRun
-from optbench.results.summary import summarize_run
+from optbench.results.summary import serving_rows, summarize_run
 
 
 def latest_runs(runs: Iterable[StoredRun]) -> list[StoredRun]:
@@ -30,7 +30,10 @@ def env_label(env: dict[str, Any]) -> str:
 
 @dataclass
 class ReportData:
+    """`rows`: one per run (closed loop); `serving`: one per serving run x measured load."""
+
     rows: list[dict[str, Any]]
+    serving: list[dict[str, Any]] = field(default_factory=list)
     environments: dict[str, dict[str, Any]] = field(default_factory=dict)
     recipes: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
@@ -48,6 +51,7 @@ def load(outs: list[Path], carbon: CarbonSettings, price_per_kwh: float | None) 
                 row["run_id"] = index * 10_000_000 + run.id
                 row["recipe"] = run.spec.get("recipe")
                 data.rows.append(row)
+                data.serving.extend(serving_rows(run, row))
                 if run.env_id not in data.environments:
                     data.environments[run.env_id] = store.environment(run.env_id)
                 if row["recipe"] and row["recipe"] not in data.recipes:

@@ -1,4 +1,5 @@
-"""CSV and JSON export: one row per configuration (its latest run), stable columns."""
+"""CSV and JSON export: one row per configuration (its latest run), stable columns; a
+serving configuration gives one row per measured load instead."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ def export_rows(out_dir: Path, fmt: str, carbon: CarbonSettings | None = None,
 
     if fmt not in FORMATS:
         raise UsageError(f"unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}")
-    rows = load([out_dir], carbon or carbon_settings(), price_per_kwh).rows
+    data = load([out_dir], carbon or carbon_settings(), price_per_kwh)
+    served = {r["run_id"] for r in data.serving}
+    rows = [r for r in data.rows if r["run_id"] not in served] + data.serving
     if fmt == "json":
         return json.dumps(rows, indent=2, default=str) + "\n"
     buffer = io.StringIO()

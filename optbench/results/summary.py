@@ -187,3 +187,93 @@ def model_facts(artifact: dict[str, Any]) -> dict[str, Any]:
 
 def method_rank(method: str | None) -> int:
     return METHODS.index(method) if method in METHODS else len(METHODS)
+
+
+SERVE_PHASE = "serve"  # the trial phase of a serving point's metered windows
+
+
+def serving_rows(run: StoredRun, base: dict[str, Any]) -> list[dict[str, Any]]:
+    """A serving run's rows: one per measured load (its closed-loop row `base` plus the
+    point's figures). Energy per request is a point's windows' energy over the requests
+    completed in them (pooled, so energy per request x achieved rate is the mean power),
+    with the spread of the windows for its interval; net subtracts the idle baseline."""
+    serving = run.result.details.get("serving")
+    if not serving:
+        return []
+    trials = {t.index: t for t in run.result.trials}
+    idle = idle_power([t for t in run.result.trials if t.phase == "idle" and not t.excluded])
+    scenario = run.spec.get("scenario") or {}
+    rows = []
+    for number, point in enumerate(serving["points"]):
+        windows = [trials[i] for i in point["trials"] if i in trials]
+        f = point["figures"]
+        lg = point.get("loadgen", {})
+        row = {**base,
+               "row_id": f"{base['run_id']}:{number}", "point": number,
+               "scenario": serving["scenario"], "max_batch": serving.get("max_batch"),
+               "max_wait_ms": serving.get("max_wait_ms"),
+               "cache_size": serving.get("cache_size") or 0,
+               "repeat_skew": serving.get("repeat_skew"),
+               "duration_s": serving.get("duration_s"),
+               "latency_bound_ms": scenario.get("latency_bound_ms"),
+               "capacity_per_s": serving.get("capacity_per_s"),
+               "search_probe": point.get("probe", False),
+               "offered_rate_per_s": point["offered_rate_per_s"],
+               "arrival_rate_per_s": f["arrival_rate_per_s"],
+               "closed_loop_latency_p50_s": base.get("latency_p50_s"),
+               "closed_loop_latency_p99_s": base.get("latency_p99_s"),
+               "latency_mean_s": f["latency_mean_s"], "latency_p50_s": f["latency_p50_s"],
+               "latency_p90_s": f["latency_p90_s"], "latency_p99_s": f["latency_p99_s"],
+               "goodput_per_s": f["goodput_per_s"], "saturated": f["saturated"],
+               "dropped": f["dropped"], "mean_batch": f["mean_batch"],
+               "cache_hit_rate": f["cache_hit_rate"], "serving_errors": f["errors"],
+               "served_agreement": serving.get("served_agreement"),
+               "max_rate_under_bound_per_s": serving.get("max_rate_under_bound_per_s"),
+               "loadgen_validity": lg.get("result_validity"),
+               "loadgen_latency_p99_s": _ns(lg.get("result_99.00_percentile_latency_ns")),
+               "serving_notes": "; ".join(point.get("notes", []))}
+        for key in ("ttft_mean_s", "ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s"):
+            if key in f:
+                row[key] = f[key]
+        row.update(point_energy(windows, idle))
+        rows.append(row)
+    return rows
+
+
+def _ns(value: Any) -> float | None:
+    return None if value is None else float(value) / 1e9
+
+
+def point_energy(windows: list[Trial], idle: float | None) -> dict[str, Any]:
+    """Gross and net energy per request (and per output token) over a point's windows."""
+    usable = [t for t in windows if not t.excluded and t.requests]
+    seconds = sum(t.window_s for t in usable)
+    requests = sum(t.requests or 0 for t in usable)
+    methods = [r.method for t in usable for r in t.readings if r.in_total]
+    out: dict[str, Any] = {
+        "achieved_rate_per_s": requests / seconds if seconds else None,
+        "energy_per_request_j": None, "energy_per_request_ci95_j": None,
+        "net_energy_per_request_j": None, "energy_per_token_j": None,
+        "idle_power_w": idle, "idle_share": None, "serving_power_w": None,
+        "energy_method": weakest_method(methods), "energy_windows": len(usable),
+        "energy_flags": ",".join(sorted({f for t in usable for r in t.readings
+                                         for f in r.flags} | {f for t in usable
+                                                              for f in t.flags})),
+    }
+    totals = [t.total_energy_j() for t in usable]
+    if not usable or any(e is None for e in totals):
+        return out
+    energy = float(sum(totals))  # type: ignore[arg-type]
+    out["energy_per_request_j"] = energy / requests
+    out["serving_power_w"] = energy / seconds
+    if len(usable) > 1:
+        out["energy_per_request_ci95_j"] = summarize(
+            [e / t.requests for e, t in zip(totals, usable)]).ci95  # type: ignore[operator]
+    tokens = sum(t.samples for t in usable)
+    if tokens and tokens != requests:
+        out["energy_per_token_j"] = energy / tokens
+    if idle is not None:
+        idle_j = idle * seconds
+        out["net_energy_per_request_j"] = (energy - idle_j) / requests
+        out["idle_share"] = min(1.0, idle_j / energy) if energy > 0 else None
+    return out

@@ -25,11 +25,16 @@ from optbench.run.recipe import (
     freeze,
 )
 
-TOP_KEYS = ("name", "model", "device", "workload", "backends", "variants", "sweep", "measure")
+TOP_KEYS = ("name", "model", "device", "workload", "backends", "variants", "sweep", "measure",
+            "scenario")
 WORKLOAD_KEYS = ("kind", "dataset", "eval_samples", "calibration_samples", "train_samples",
                  "seed", "prompt_tokens", "new_tokens")
 SWEEP_KEYS = ("batch_sizes",)
 MEASURE_KEYS = ("preset", "meters", "timeout_s", "cpu_tdp_w", "estimate")
+SCENARIO_KEYS = ("kind", "rates_per_s", "latency_bound_ms", "ttft_bound_ms", "tpot_bound_ms",
+                 "duration_s", "batching", "samples_per_query", "cache", "search_steps", "seed")
+BATCHING_KEYS = ("max_batch", "max_wait_ms")
+CACHE_KEYS = ("size", "sizes", "repeat_skew")
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -62,7 +67,14 @@ def parse_recipe(data: Mapping[str, Any]) -> Recipe:
     variants = _parse_variants(data.get("variants"))
     batch_sizes = _parse_sweep(data.get("sweep") or {})
     measure = _parse_measure(data.get("measure") or {})
-    return Recipe(name, model, workload, backends, variants, batch_sizes, measure, device)
+    if data.get("scenario") is None:
+        return Recipe(name, model, workload, backends, variants, batch_sizes, measure, device)
+    if "batch_sizes" in (data.get("sweep") or {}):
+        raise RecipeError("recipe.sweep.batch_sizes", "a serving scenario batches dynamically: "
+                          "give scenario.batching.max_batch instead")
+    scenario, batching, cache_sizes = _parse_scenario(data["scenario"])
+    return Recipe(name, model, workload, backends, variants, batch_sizes, measure, device,
+                  scenario, batching, cache_sizes)
 
 
 def _check_keys(data: Mapping[str, Any], allowed: tuple[str, ...], path: str) -> None:
@@ -245,3 +257,96 @@ def _parse_measure(data: Mapping[str, Any]) -> MeasureSpec:
             raise RecipeError("recipe.measure.cpu_tdp_w", f"must be positive, got {tdp}")
     estimate = coerce(data.get("estimate", True), bool, "recipe.measure.estimate")
     return MeasureSpec(preset, meters, timeout_s, tdp, estimate)
+
+
+def _listed(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _positive_number(value: Any, path: str, integer: bool = False,
+                     zero_ok: bool = False) -> Any:
+    from optbench.options import coerce
+
+    number = coerce(value, int if integer else float, path)
+    if number < 0 or (number == 0 and not zero_ok):
+        raise RecipeError(path, f"must be {'>= 0' if zero_ok else 'positive'}, got {value}")
+    return number
+
+
+def _parse_scenario(data: Any) -> tuple[Any, tuple[tuple[int, float], ...], tuple[int, ...]]:
+    """`scenario:` -> (Scenario, batching policies, cache sizes); the last two are swept."""
+    from optbench.measure.serving.scenario import SCENARIOS, SWEEP, Scenario
+
+    if isinstance(data, str):
+        data = {"kind": data}
+    path = "recipe.scenario"
+    _check_keys(data, SCENARIO_KEYS, path)
+    kind = str(data.get("kind", "server"))
+    if kind not in SCENARIOS:
+        raise RecipeError(f"{path}.kind", f"unknown scenario {kind!r}; choose one of "
+                          f"{', '.join(SCENARIOS)}", closest(kind, SCENARIOS))
+    rates = data.get("rates_per_s")
+    sweep = False
+    if kind != "server":
+        if rates is not None:
+            raise RecipeError(f"{path}.rates_per_s", f"only the server scenario takes rates; "
+                              f"{kind} sets its own pace")
+        rates_t: tuple[float, ...] = ()
+    elif rates is None or rates == SWEEP:
+        sweep, rates_t = True, ()
+    else:
+        if isinstance(rates, str):
+            rates = [r.strip() for r in rates.split(",") if r.strip()]
+        rates_t = tuple(_positive_number(r, f"{path}.rates_per_s") for r in _listed(rates))
+        if not rates_t:
+            raise RecipeError(f"{path}.rates_per_s", "need at least one rate, or 'sweep'")
+        if len(set(rates_t)) != len(rates_t):
+            raise RecipeError(f"{path}.rates_per_s", f"duplicate rate in {list(rates_t)}")
+    bounds = {key: (None if data.get(key) is None
+                    else _positive_number(data[key], f"{path}.{key}"))
+              for key in ("latency_bound_ms", "ttft_bound_ms", "tpot_bound_ms")}
+    duration = _positive_number(data.get("duration_s", 10.0), f"{path}.duration_s")
+    batching = _parse_batching(data.get("batching") or {}, f"{path}.batching")
+    cache = data.get("cache") or {}
+    _check_keys(cache, CACHE_KEYS, f"{path}.cache")
+    sizes = [0]
+    if cache.get("size") is not None or cache.get("sizes") is not None:
+        given = _listed(cache.get("sizes", cache.get("size")))
+        sizes = sorted({0, *(_positive_number(v, f"{path}.cache.size", integer=True)
+                             for v in given)})
+    skew = cache.get("repeat_skew")
+    if skew is not None:
+        skew = _positive_number(skew, f"{path}.cache.repeat_skew")
+    elif len(sizes) > 1:
+        raise RecipeError(f"{path}.cache.repeat_skew", "a cache needs a request stream with "
+                          "repeats: set repeat_skew (Zipf exponent, e.g. 1.0)")
+    scenario = Scenario(
+        kind=kind, rates_per_s=rates_t, sweep=sweep, duration_s=duration,
+        samples_per_query=_positive_number(data.get("samples_per_query", 8),
+                                           f"{path}.samples_per_query", integer=True),
+        repeat_skew=skew,
+        search_steps=_positive_number(data.get("search_steps", 3), f"{path}.search_steps",
+                                      integer=True, zero_ok=True),
+        seed=_positive_number(data.get("seed", 0), f"{path}.seed", integer=True, zero_ok=True),
+        **bounds)
+    return scenario, batching, tuple(sizes)
+
+
+def _parse_batching(data: Any, path: str) -> tuple[tuple[int, float], ...]:
+    """{max_batch: 8 | [1, 8], max_wait_ms: 2 | [0, 2]} (the product), or a list of such."""
+    items = data if isinstance(data, (list, tuple)) else [data]
+    policies: list[tuple[int, float]] = []
+    for i, item in enumerate(items):
+        where = f"{path}[{i}]" if isinstance(data, (list, tuple)) else path
+        _check_keys(item, BATCHING_KEYS, where)
+        batches = [_positive_number(b, f"{where}.max_batch", integer=True)
+                   for b in _listed(item.get("max_batch", 1))]
+        waits = [_positive_number(w, f"{where}.max_wait_ms", zero_ok=True)
+                 for w in _listed(item.get("max_wait_ms", 0.0))]
+        for b in batches:
+            for w in waits:
+                if (b, float(w)) not in policies:
+                    policies.append((b, float(w)))
+    if not policies:
+        raise RecipeError(path, "need at least one batching policy")
+    return tuple(policies)

@@ -11,11 +11,13 @@ import hashlib
 import itertools
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from optbench.measure.serving.scenario import Scenario
 
 Options = tuple[tuple[str, Any], ...]
 DEVICES = ("auto", "cpu", "cuda")
@@ -110,16 +112,22 @@ class RunSpec:
     batch_size: int
     measure: MeasureSpec
     device: str = "cpu"
+    scenario: Scenario | None = None  # a serving scenario; batch_size is its max_batch
 
     def key(self) -> str:
         """Stable hash of everything that defines the measurement (the recipe name excluded)."""
         data = self.to_dict()
         data.pop("recipe")
+        if data.get("scenario") is None:
+            data.pop("scenario", None)  # keys of closed-loop specs predate scenarios
         blob = json.dumps(data, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def label(self) -> str:
         model = Path(self.model.ref).name if "/" in self.model.ref else self.model.ref
+        if self.scenario is not None:
+            return (f"{model} {self.backend.label()} {self.variant.name} "
+                    f"{self.scenario.label(self.batch_size)}")
         return f"{model} {self.backend.label()} {self.variant.name} bs{self.batch_size}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -143,6 +151,8 @@ class RunSpec:
             batch_size=data["batch_size"],
             measure=MeasureSpec(**{**data["measure"], "meters": tuple(data["measure"]["meters"])}),
             device=data["device"],
+            scenario=(None if data.get("scenario") is None else Scenario(**{
+                **data["scenario"], "rates_per_s": tuple(data["scenario"]["rates_per_s"])})),
         )
 
 
@@ -160,24 +170,26 @@ class Recipe:
     batch_sizes: tuple[int, ...] = (1,)
     measure: MeasureSpec = field(default_factory=MeasureSpec)
     device: str = "auto"
+    scenario: Scenario | None = None
+    # Serving: the batching policies (max_batch, max_wait_ms) and cache sizes swept.
+    batching: tuple[tuple[int, float], ...] = ()
+    cache_sizes: tuple[int, ...] = (0,)
 
     def expand(self, device: str) -> list[RunSpec]:
-        """One RunSpec per backend x variant x batch size, on the resolved `device`."""
-        return [
-            RunSpec(
-                recipe=self.name,
-                model=self.model,
-                workload=self.workload,
-                backend=backend,
-                variant=variant,
-                batch_size=batch_size,
-                measure=self.measure,
-                device=device,
-            )
-            for backend, variant, batch_size in itertools.product(
-                self.backends, self.variants, self.batch_sizes
-            )
-        ]
+        """One RunSpec per backend x variant x batch size (serving: x batching policy x
+        cache size), on the resolved `device`."""
+        def spec(backend: BackendSpec, variant: Variant, batch_size: int,
+                 scenario: Scenario | None = None) -> RunSpec:
+            return RunSpec(recipe=self.name, model=self.model, workload=self.workload,
+                           backend=backend, variant=variant, batch_size=batch_size,
+                           measure=self.measure, device=device, scenario=scenario)
+
+        if self.scenario is None:
+            return [spec(b, v, n) for b, v, n in itertools.product(
+                self.backends, self.variants, self.batch_sizes)]
+        return [spec(b, v, max_batch, replace(self.scenario, max_wait_ms=wait, cache_size=cache))
+                for b, v, (max_batch, wait), cache in itertools.product(
+                    self.backends, self.variants, self.batching, self.cache_sizes)]
 
     def to_yaml(self) -> str:
         """The recipe as YAML that `optbench run` accepts (what --print-recipe shows)."""
@@ -196,7 +208,8 @@ class Recipe:
                 v.name: [{s.name: dict(s.options)} if s.options else s.name for s in v.steps]
                 for v in self.variants
             },
-            "sweep": {"batch_sizes": list(self.batch_sizes)},
+            **({"sweep": {"batch_sizes": list(self.batch_sizes)}} if self.scenario is None
+               else {"scenario": self._scenario_yaml()}),
             "measure": {
                 k: list(v) if isinstance(v, tuple) else v
                 for k, v in asdict(self.measure).items()
@@ -204,3 +217,24 @@ class Recipe:
             },
         }
         return yaml.safe_dump(data, sort_keys=False)
+
+    def _scenario_yaml(self) -> dict[str, Any]:
+        s = self.scenario
+        assert s is not None
+        data: dict[str, Any] = {"kind": s.kind}
+        if s.kind == "server":
+            data["rates_per_s"] = "sweep" if s.sweep else list(s.rates_per_s)
+        for key in ("latency_bound_ms", "ttft_bound_ms", "tpot_bound_ms"):
+            if getattr(s, key) is not None:
+                data[key] = getattr(s, key)
+        data["duration_s"] = s.duration_s
+        data["batching"] = [{"max_batch": b, "max_wait_ms": w} for b, w in self.batching]
+        if s.kind == "multi-stream":
+            data["samples_per_query"] = s.samples_per_query
+        if s.repeat_skew is not None or any(self.cache_sizes):
+            data["cache"] = {"sizes": list(self.cache_sizes), "repeat_skew": s.repeat_skew}
+        if s.searches:
+            data["search_steps"] = s.search_steps
+        if s.seed:
+            data["seed"] = s.seed
+        return data

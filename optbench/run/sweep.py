@@ -107,7 +107,8 @@ class Runner:
                     self.events.finished(spec, None, RunResult("skipped", "resume: already ok"))
                 else:
                     todo.append((index, spec))
-            if PRESETS[recipe.measure.preset].interleave:
+            # Serving points are metered inside one child, rate by rate: not interleaved.
+            if PRESETS[recipe.measure.preset].interleave and recipe.scenario is None:
                 return self._interleaved(todo, len(specs), ctx)
             written = []
             for index, spec in todo:

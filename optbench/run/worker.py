@@ -30,6 +30,8 @@ from optbench.measure.generation import GenerationLoop
 from optbench.measure.loop import LoopOutput, MeasuredLoop, phase
 from optbench.measure.presets import PRESETS, Preset
 from optbench.measure.reference import reference_generation, reference_outputs
+from optbench.measure.serving import traffic
+from optbench.measure.serving.loop import ServingGenerationLoop, ServingLoop
 from optbench.meters.base import Meter, MeterContext
 from optbench.meters.select import select_meters
 from optbench.models import ModelCard, build_model, resolve_model
@@ -86,6 +88,8 @@ def execute(spec: RunSpec, cache: Path, on_phase: Callable[[str], None],
     available = backend_cls.availability()
     if available:
         available = backend_cls.device_support(spec.device)
+    if available and spec.scenario is not None:
+        available = traffic.availability()
     if not available:
         return RunResult("skipped", available.reason)
     config = build_config(backend_cls.Config, dict(spec.backend.options),
@@ -182,17 +186,23 @@ def measure(run: Run, model: Backend | CausalLM, meters: list[Meter], inputs: An
     the loop. A text run's backend description is the backend's name and the CausalLM's."""
     spec, workload = run.spec, run.workload
     assert workload is not None
+    scenario = spec.scenario
     try:
         for meter in meters:
             meter.open()
         if isinstance(model, CausalLM):
-            loop: MeasuredLoop = GenerationLoop(model, spec.batch_size, workload.new_tokens,
-                                                meters, run.preset, on_phase=run.on_phase)
+            loop: MeasuredLoop = (
+                GenerationLoop(model, spec.batch_size, workload.new_tokens, meters, run.preset,
+                               on_phase=run.on_phase) if scenario is None else
+                ServingGenerationLoop(model, scenario, spec.batch_size, workload.new_tokens,
+                                      meters, run.preset, on_phase=run.on_phase))
             out = loop.run_text(inputs, workload.perplexity_windows, served)
             backend_info = {"name": run.backend_cls.name, **model.describe()}
         else:
-            loop = MeasuredLoop(model, spec.batch_size, meters, run.preset,
-                                on_phase=run.on_phase)
+            loop = (MeasuredLoop(model, spec.batch_size, meters, run.preset,
+                                 on_phase=run.on_phase) if scenario is None else
+                    ServingLoop(model, scenario, spec.batch_size, meters, run.preset,
+                                on_phase=run.on_phase))
             out = loop.run(inputs, served)
             backend_info = model.describe()
     finally:
@@ -227,6 +237,7 @@ def to_result(run: Run, out: LoopOutput, backend_info: dict[str, Any], meters: l
             "protocol": run.preset.name,
             "window_s": out.window_s,
             **({"generation": out.generation} if out.generation else {}),
+            **({"serving": out.serving} if out.serving else {}),
         },
         phases_s={k: round(v, 3) for k, v in run.phases.items()},
     )

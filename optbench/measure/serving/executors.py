@@ -1,0 +1,105 @@
+"""What the serving worker does with one batch: a vision backend's forward pass, or a
+text generator's `generate`. Each returns one output per request and checks it against
+the closed-loop accuracy pass's output for the same input (`agreed`), so a serving run
+says whether batching, padding or the cache changed any answer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+
+class VisionExecutor:
+    """Stacks the requested inputs into one batch; `pad_to` pads a short batch for a
+    runtime loaded for one static batch size (the padding rows are computed, then
+    discarded: what a static-shape deployment pays)."""
+
+    tokens_per_request = 1
+
+    def __init__(self, backend: Any, inputs: np.ndarray, reference: np.ndarray,
+                 pad_to: int | None = None) -> None:
+        self.backend = backend
+        self.inputs = inputs
+        self.reference_top1 = reference.argmax(axis=-1)
+        self.pad_to = pad_to
+        self.compared = self.agreed = 0
+
+    def run(self, indices: Sequence[int], on_first_token: Callable[[], None]) -> list[Any]:
+        idx = np.asarray(indices)
+        if self.pad_to and len(idx) < self.pad_to:
+            idx = np.resize(idx, self.pad_to)  # repeats the batch's own rows
+        native = self.backend.infer(self.backend.prepare(self.inputs[idx]))
+        self.backend.synchronize()
+        outputs = self.backend.to_numpy(native)[:len(indices)]
+        self.check(indices, outputs)
+        return list(outputs)
+
+    def check(self, indices: Sequence[int], outputs: Sequence[Any]) -> None:
+        top1 = np.asarray([np.argmax(o) for o in outputs])
+        self.compared += len(indices)
+        self.agreed += int((top1 == self.reference_top1[np.asarray(indices)]).sum())
+
+    def probe(self, max_batch: int) -> bool:
+        """Whether every batch size 1..max_batch runs and returns as many rows (this also
+        warms each shape a compiling runtime specialises on)."""
+        for n in range(1, max_batch + 1):
+            try:
+                native = self.backend.infer(self.backend.prepare(self.inputs[np.arange(n)
+                                                                              % len(self.inputs)]))
+                self.backend.synchronize()
+                if len(self.backend.to_numpy(native)) != n:
+                    return False
+            except Exception:  # noqa: BLE001 - a static-shape runtime refuses other sizes
+                return False
+        return True
+
+
+class TextExecutor:
+    """One `generate` call for the batch's prompts, `new_tokens` each; the first decoding
+    step's callback marks every request's first token."""
+
+    def __init__(self, lm: Any, prompts: np.ndarray, reference_tokens: np.ndarray,
+                 new_tokens: int, pad_to: int | None = None) -> None:
+        self.lm = lm
+        self.prompts = prompts
+        self.reference = reference_tokens
+        self.new_tokens = new_tokens
+        self.tokens_per_request = new_tokens
+        self.pad_to = pad_to
+        self.compared = self.agreed = 0
+
+    def run(self, indices: Sequence[int], on_first_token: Callable[[], None]) -> list[Any]:
+        idx = np.asarray(indices)
+        if self.pad_to and len(idx) < self.pad_to:
+            idx = np.resize(idx, self.pad_to)
+        fired = False
+
+        def on_token() -> None:
+            nonlocal fired
+            if not fired:
+                fired = True
+                on_first_token()
+
+        generation = self.lm.generate(self.prompts[idx], self.new_tokens, on_token)
+        self.lm.synchronize()
+        tokens = generation.tokens[:len(indices)]
+        if not fired:  # a runtime that cannot stream: first token known only at the end
+            on_first_token()
+        self.tokens_per_request = int(tokens.shape[1])
+        self.compared += len(indices)
+        self.agreed += int(sum(np.array_equal(t, self.reference[i])
+                               for t, i in zip(tokens, indices)))
+        return list(tokens)
+
+    def probe(self, max_batch: int) -> bool:
+        for n in range(1, max_batch + 1):
+            try:
+                generation = self.lm.generate(self.prompts[np.arange(n) % len(self.prompts)],
+                                              self.new_tokens, lambda: None)
+                if generation.tokens.shape[0] != n:
+                    return False
+            except Exception:  # noqa: BLE001 - as above
+                return False
+        return True

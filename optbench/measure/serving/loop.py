@@ -1,0 +1,110 @@
+"""The serving loops: the shared protocol's warm-up, quality and closed-loop latency
+passes, then, in place of the closed-loop energy trials, the idle baseline and one
+metered LoadGen test per offered load (`ServingRun`).
+
+The closed-loop pass at `max_batch` gives the capacity the rate sweep is scaled to and the
+service-time hint LoadGen's stream scenarios pre-generate queries with.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+import numpy as np
+
+from optbench.measure.generation import GenerationLoop
+from optbench.measure.loop import LoopOutput, MeasuredLoop, make_batches
+from optbench.measure.serving.executors import TextExecutor, VisionExecutor
+from optbench.measure.serving.scenario import Scenario
+from optbench.measure.serving.server import ServedModel, ServingRun
+from optbench.results.schema import Trial
+from optbench.workloads.text import TextOutputs
+
+
+def _serve(loop: MeasuredLoop, executor: Any, scenario: Scenario, max_batch: int,
+           n_inputs: int, latencies: list[float], token_mode: bool,
+           phases: dict[str, float]) -> tuple[list[Trial], dict[str, Any]]:
+    """Idle baseline, the variable-batch probe, every point, the closing idle window."""
+    service_s = statistics.median(latencies)
+    capacity = max_batch / service_s
+    with loop.phase(phases, "trials_s", "serving"):
+        trials = [loop.idle_baseline(0)]
+        variable = executor.probe(max_batch)
+        if not variable:
+            executor.pad_to = max_batch
+        model = ServedModel(executor, scenario, max_batch, n_inputs, token_mode, loop.clock)
+        try:
+            run = ServingRun(loop, model, scenario, capacity, service_s, loop.sleep)
+            trials += run.measure(first_index=1)
+        finally:
+            model.close()
+        if loop.protocol.idle_after:
+            trials.append(loop.idle_baseline(len(trials)))
+    details = run.details()
+    details.update(max_batch=max_batch, max_wait_ms=scenario.max_wait_ms,
+                   variable_batch=variable, cache_size=scenario.cache_size,
+                   repeat_skew=scenario.repeat_skew, duration_s=scenario.duration_s,
+                   served_agreement=(executor.agreed / executor.compared
+                                     if executor.compared else None),
+                   served_compared=executor.compared,
+                   traffic_engine="mlcommons-loadgen (non-MLPerf settings: no mlperf.conf)")
+    return trials, details
+
+
+class ServingLoop(MeasuredLoop):
+    """A vision backend under a scenario; `batch_size` is the batcher's max_batch."""
+
+    def __init__(self, backend: Any, scenario: Scenario, batch_size: int, meters: Any,
+                 protocol: Any, **kwargs: Any) -> None:
+        super().__init__(backend, batch_size, meters, protocol, **kwargs)
+        self.scenario = scenario
+
+    def run(self, eval_inputs: np.ndarray, served: Any = None) -> LoopOutput:
+        phases: dict[str, float] = {}
+        batches, n_eval = make_batches(eval_inputs, self.batch_size)
+        prepared = [self.backend.prepare(b) for b in batches]
+        with self.phase(phases, "warmup_s", "warm-up"):
+            warmup = self.warm_up(prepared)
+        with self.phase(phases, "accuracy_s", "accuracy pass"):
+            outputs = np.concatenate([self.backend.to_numpy(self.backend.infer(p))
+                                      for p in prepared])[:n_eval]
+        with self.phase(phases, "latency_s", "latency pass"):
+            latencies, device_latencies = self.latency_pass(prepared)
+        executor = VisionExecutor(self.backend, eval_inputs[:n_eval], outputs)
+        trials, details = _serve(self, executor, self.scenario, self.batch_size, n_eval,
+                                 latencies, False, phases)
+        out = LoopOutput(outputs, latencies, device_latencies, trials, warmup,
+                         self.window_s(), phases)
+        out.serving = details
+        return out
+
+
+class ServingGenerationLoop(GenerationLoop):
+    """A text generator under a scenario: Poisson prompt arrivals, a queue and a static
+    batcher in front of `generate` (`batch_size` requests at most per call)."""
+
+    def __init__(self, lm: Any, scenario: Scenario, batch_size: int, new_tokens: int,
+                 meters: Any, protocol: Any, **kwargs: Any) -> None:
+        super().__init__(lm, batch_size, new_tokens, meters, protocol, **kwargs)
+        self.scenario = scenario
+
+    def run_text(self, prompts: np.ndarray, perplexity_windows: np.ndarray,
+                 served: Any = None) -> LoopOutput:
+        phases: dict[str, float] = {}
+        batches, n_prompts = make_batches(prompts, self.requests_per_call)
+        with self.phase(phases, "warmup_s", "warm-up"):
+            warmup = self.warm_up(batches)
+        with self.phase(phases, "accuracy_s", "quality pass (greedy tokens, perplexity)"):
+            tokens, nll = self.quality_pass(batches, n_prompts, perplexity_windows)
+        with self.phase(phases, "latency_s", "latency pass (TTFT, TPOT)"):
+            latencies, timing = self.request_timings(batches)
+        executor = TextExecutor(self.lm, prompts[:n_prompts], tokens, self.new_tokens)
+        trials, details = _serve(self, executor, self.scenario, self.requests_per_call,
+                                 n_prompts, latencies, True, phases)
+        timing.update(new_tokens=self.new_tokens, requests_per_call=self.requests_per_call,
+                      prompt_tokens=int(prompts.shape[1]), short_calls=self.short_calls)
+        out = LoopOutput(TextOutputs(tokens, nll), latencies, [], trials, warmup,
+                         self.window_s(), phases, generation=timing)
+        out.serving = details
+        return out
