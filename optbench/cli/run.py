@@ -18,6 +18,7 @@ from optbench.cli.flags import (
     report_flags,
     split,
 )
+from optbench.errors import UsageError
 
 
 @app.command()
@@ -47,6 +48,27 @@ def compare(
                                      help="no CPU estimate: unmeasured energy stays empty"),
     meters: str = typer.Option("auto", "--meters", help="auto, or e.g. nvml,rapl,estimate"),
     timeout_s: float = typer.Option(1800.0, "--timeout", help="seconds per configuration"),
+    scenario: Optional[str] = typer.Option(
+        None, "--scenario", help="serve under traffic: single-stream | multi-stream | server "
+        "| offline (MLPerf LoadGen)"),
+    rates: Optional[str] = typer.Option(None, "--rates",
+                                        help="server: offered req/s, e.g. 20,50,100, or sweep"),
+    latency_bound_ms: Optional[float] = typer.Option(
+        None, "--latency-bound-ms", help="p99 bound; server runs also search the top rate"),
+    ttft_bound_ms: Optional[float] = typer.Option(None, "--ttft-bound-ms",
+                                                  help="text: time-to-first-token bound"),
+    tpot_bound_ms: Optional[float] = typer.Option(None, "--tpot-bound-ms",
+                                                  help="text: time-per-output-token bound"),
+    max_batch: Optional[str] = typer.Option(None, "--max-batch",
+                                            help="dynamic batcher's largest batch, e.g. 1,8"),
+    max_wait_ms: Optional[str] = typer.Option(None, "--max-wait-ms",
+                                              help="longest wait to fill a batch, e.g. 0,2"),
+    scenario_s: Optional[float] = typer.Option(None, "--scenario-s",
+                                               help="seconds of traffic per rate (10)"),
+    cache_size: Optional[int] = typer.Option(None, "--cache-size",
+                                             help="add an LRU prediction cache of N entries"),
+    repeat_skew: Optional[float] = typer.Option(
+        None, "--repeat-skew", help="requests repeat by a Zipf law of this exponent"),
     out: Path = OutOption,
     resume: bool = ResumeOption,
     print_recipe: bool = PrintRecipeOption,
@@ -73,6 +95,24 @@ def compare(
                                        ("new_tokens", new_tokens),
                                        ("prompt_tokens", prompt_tokens)) if v is not None},
     }
+    serving = {"kind": scenario, "rates_per_s": rates, "latency_bound_ms": latency_bound_ms,
+               "ttft_bound_ms": ttft_bound_ms, "tpot_bound_ms": tpot_bound_ms,
+               "duration_s": scenario_s}
+    batching = {"max_batch": max_batch and split(max_batch),
+                "max_wait_ms": max_wait_ms and split(max_wait_ms)}
+    cache = {"size": cache_size, "repeat_skew": repeat_skew}
+    given = [k for k, v in {**serving, **batching, **cache}.items() if v is not None]
+    if scenario is not None:
+        data["scenario"] = {**{k: v for k, v in serving.items() if v is not None},
+                            "batching": {k: v for k, v in batching.items() if v is not None},
+                            "cache": {k: v for k, v in cache.items() if v is not None}}
+        del data["sweep"]
+        if batch_sizes != "1":
+            raise UsageError("--batch-sizes is for closed-loop runs; a scenario batches "
+                             "dynamically: use --max-batch")
+    elif given:
+        names = {"rates_per_s": "rates", "duration_s": "scenario-s", "size": "cache-size"}
+        raise UsageError(f"--{names.get(given[0], given[0]).replace('_', '-')} needs --scenario")
     _execute(parse_recipe(data), out, resume, print_recipe, flags)
 
 

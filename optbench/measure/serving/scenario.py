@@ -3,13 +3,33 @@ policy and the optional prediction cache. Parsed from a recipe's `scenario:` sec
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 SCENARIOS = ("single-stream", "multi-stream", "server", "offline")
 SWEEP = "sweep"
-# GuideLLM-style sweep: offered rates as fractions of the closed-loop capacity at
-# max_batch, from light load to just past saturation.
-SWEEP_FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9, 1.1)
+# A sweep (GuideLLM-style, from light load to past saturation) offers the rates of a
+# 1-2-3-5-7 series from SWEEP_LOW x the configuration's closed-loop capacity up to it (a
+# grid shared by every configuration, so curves compare rate by rate), then one rate
+# SWEEP_PAST x the capacity, rounded to two digits, to show where it saturates.
+SWEEP_LOW, SWEEP_PAST, SWEEP_MAX_POINTS = 0.05, 1.1, 7
+SERIES = (1, 2, 3, 5, 7)
+
+
+def sweep_rates(capacity_per_s: float) -> tuple[float, ...]:
+    """The series' rates (req/s) in [SWEEP_LOW x capacity, capacity], the highest
+    SWEEP_MAX_POINTS of them (light loads are the cheapest to thin out), then the rate
+    past saturation."""
+    if capacity_per_s <= 0:
+        raise ValueError("capacity must be positive")
+    low = SWEEP_LOW * capacity_per_s
+    rates: list[float] = []
+    decade = 10.0 ** math.floor(math.log10(low))
+    while decade <= capacity_per_s:
+        rates += [m * decade for m in SERIES if low <= m * decade <= capacity_per_s]
+        decade *= 10
+    past = float(f"{SWEEP_PAST * capacity_per_s:.2g}")
+    return tuple(float(f"{r:.6g}") for r in rates[-SWEEP_MAX_POINTS:]) + (past,)
 
 
 @dataclass(frozen=True)
@@ -19,7 +39,7 @@ class Scenario:
     Attributes:
         kind: one of SCENARIOS.
         rates_per_s: offered Poisson rates (server only); empty with `sweep` True.
-        sweep: server rates chosen from the measured capacity (SWEEP_FRACTIONS).
+        sweep: server rates chosen from the measured capacity (`sweep_rates`).
         latency_bound_ms: the p99 bound (arrival to completion); with it, server runs
             also search the highest rate that holds it, and goodput counts requests under it.
         ttft_bound_ms, tpot_bound_ms: text generation's bounds on first-token time and

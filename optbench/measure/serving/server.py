@@ -20,7 +20,7 @@ from typing import Any
 from optbench.measure.serving.batcher import BatchQueue, Request
 from optbench.measure.serving.cache import PredictionCache, RepeatStream
 from optbench.measure.serving.ledger import Bounds, Ledger
-from optbench.measure.serving.scenario import SWEEP_FRACTIONS, Scenario
+from optbench.measure.serving.scenario import Scenario, sweep_rates
 from optbench.measure.serving.traffic import LoadgenSut, Traffic
 from optbench.results.schema import Trial
 
@@ -210,7 +210,7 @@ class ServingRun:
             rate = self.capacity_per_s if s.kind == "offline" else None
             self.point(rate)
         else:
-            rates = s.rates_per_s or tuple(f * self.capacity_per_s for f in SWEEP_FRACTIONS)
+            rates = s.rates_per_s or sweep_rates(self.capacity_per_s)
             for rate in rates:
                 self.point(rate)
             if s.searches:
