@@ -245,11 +245,14 @@ class ServingRun:
         warm_ns = int(max(WARMUP_MIN_S, WARMUP_SHARE * d) * 1e9)
         close_ns = start + int((1 - DRAIN_SHARE) * d * 1e9)
         self._sleep_until(start + warm_ns)
-        # The steady window, metered as SUBWINDOWS back-to-back windows: their spread
+        # The steady window, metered as up to SUBWINDOWS back-to-back windows: their spread
         # gives the energy figure's interval, their sum the point's totals.
         edges, trials = [], []
-        span_ns = max(close_ns - loop.clock(), 0) // SUBWINDOWS
-        for k in range(SUBWINDOWS):
+        steady_ns = max(close_ns - loop.clock(), 0)
+        # as many sub-windows (up to SUBWINDOWS) as the meters' minimum window allows
+        count = int(min(SUBWINDOWS, max(1, steady_ns / 1e9 // max(loop.window_s(), 1e-9))))
+        span_ns = steady_ns // count
+        for k in range(count):
             telemetry = loop._open_window()
             t_open = loop.clock()
             edges.append(t_open)
@@ -257,7 +260,7 @@ class ServingRun:
                 # all work was issued at once: the window ends when the queue runs dry
                 model.queue_empty.wait(max(0.0, (t_open + span_ns - loop.clock()) / 1e9))
             else:
-                self._sleep_until(t_open + span_ns if k < SUBWINDOWS - 1 else close_ns)
+                self._sleep_until(t_open + span_ns if k < count - 1 else close_ns)
             t_close = loop.clock()
             part = model.ledger.summary(t_open, max(t_close, t_open + 1), self.bounds)
             trial = loop._close_window(self._index + k, SERVE_PHASE, t_open,
@@ -277,6 +280,12 @@ class ServingRun:
             raise failure[0]
         figures["dropped"] = sum(1 for x in model.ledger.done if x.dropped)
         notes = []
+        shortest = min(t.window_s for t in trials)
+        if shortest < loop.window_s():
+            notes.append(f"metered window of {shortest:.2g} s, below the {loop.window_s():.2g} s "
+                         "the preset and meters ask for: lengthen duration_s")
+        elif len(trials) == 1:
+            notes.append("one metered window (duration_s too short to split): no interval")
         if model.sut.callback_errors:
             notes.append("callback errors: " + "; ".join(model.sut.callback_errors[:3]))
         if figures["errors"]:
