@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,9 @@ CONSTRAINTS = {
              "of top-1), or in the metric's own units (perplexity)")),
     "max_latency_p99_ms": (Optional[float], typer.Option(
         None, "--max-latency-p99-ms", help="latency p99 ceiling in ms")),
+    "rate": (Optional[float], typer.Option(
+        None, "--rate", help="offered load in requests/s: choose among serving runs' points "
+                             "within 10% of it, by energy per request")),
 }
 MLFLOW = {
     "mlflow": (bool, typer.Option(False, "--mlflow", help="log runs and the report to MLflow "
@@ -68,16 +72,25 @@ def _build(values: dict[str, Any]) -> ReportFlags:
     if price is not None and price < 0:
         raise UsageError(f"--price-per-kwh must be non-negative, got {price:g}")
     latency_ms = values.get("max_latency_p99_ms")
+    rate = values.get("rate")
+    positive("--max-latency-p99-ms", latency_ms)
+    positive("--rate", rate)
     try:
         constraints = Constraints(values.get("max_quality_drop"),
                                   None if latency_ms is None else latency_ms / 1e3,
-                                  values.get("objective", "energy"))
+                                  values.get("objective", "energy"), rate)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     uri = values.get("mlflow_uri") or ("" if values.get("mlflow") else None)
     carbon = carbon_settings(values.get("region"), values.get("carbon_intensity"),
                              values.get("pue"))
     return ReportFlags(carbon, price, constraints, uri)
+
+
+def positive(flag: str, value: float | None) -> None:
+    """A rate or a bound must be a positive finite number (or not given)."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise UsageError(f"{flag} must be a positive number, got {value:g}")
 
 
 def report_flags(constraints: bool = False, mlflow: bool = False) -> Callable[..., Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -64,19 +64,34 @@ def recommend(
     outs: list[Path] = typer.Option([DEFAULT_OUT], "--out", "-o", help="store directory"),
     flags: ReportFlags = None,  # type: ignore[assignment]  # filled in by report_flags
 ) -> None:
-    """The configuration to ship and the runners-up, with reasons; exit 1 if none fits."""
+    """The configuration to ship and the runners-up, with reasons; exit 1 if none fits.
+    With --rate: the serving configuration and batching policy to run at that load."""
     from optbench.report.analysis import analyse
     from optbench.report.data import load
-    from optbench.report.recommend import recommend as pick
-    from optbench.report.text import run_label
 
-    groups = analyse(load(outs, flags.carbon, flags.price_per_kwh).rows)
+    data = load(outs, flags.carbon, flags.price_per_kwh)
+    groups = analyse(data.rows)
     if not groups:
         console.print("[red]error:[/red] no successful runs in the store to choose from")
         raise typer.Exit(1)
+    if flags.constraints.rate_per_s is None:
+        missing = say_recommendations(groups, flags.constraints)
+        if missing and data.serving:
+            say("serving runs are judged at a load: add --rate R (req/s) to choose among them")
+    else:
+        missing = say_rate_choices(groups, data.serving, flags.constraints)
+    if missing:
+        raise typer.Exit(1)
+
+
+def say_recommendations(groups: list[Any], constraints: Any) -> bool:
+    """Each group's closed-loop choice; True when some group has none."""
+    from optbench.report.recommend import recommend as pick
+    from optbench.report.text import run_label
+
     missing = False
     for group in groups:
-        rec = pick(group, flags.constraints)
+        rec = pick(group, constraints)
         say(f"{group.model} ({group.metric}):", style="bold")
         if rec.best is None:
             missing = True
@@ -89,8 +104,44 @@ def recommend(
             say(f"    - {reason}")
         for other in rec.runners_up:
             say(f"  runner-up: {run_label(other)}")
-    if missing:
-        raise typer.Exit(1)
+    return missing
+
+
+def say_rate_choices(groups: list[Any], serving: list[dict[str, Any]], constraints: Any) -> bool:
+    """Each group's serving choice at the asked rate; True when some group has none, or
+    the store holds no serving runs at all."""
+    from optbench.report.serving import asked_text, runner_up_text, serving_views
+    from optbench.report.text import serving_label
+
+    views = serving_views(groups, serving, constraints)
+    if not views:
+        console.print("[red]error:[/red] no serving runs in the store: --rate needs runs "
+                      "with a scenario (recipe `scenario:`, or compare --scenario server)")
+        return True
+    missing = False
+    for group in groups:
+        view = views.get(f"{group.model}|{group.metric}")
+        if view is None:
+            say(f"{group.model} ({group.metric}): no serving runs; --rate applies to those "
+                "only", style="bold")
+            continue
+        choice = view.choice
+        assert choice is not None
+        say(f"{group.model} ({group.metric}), {asked_text(constraints)}:", style="bold")
+        if choice.best is None:
+            missing = True
+            say("  nothing satisfies the constraints:")
+            for row, why in choice.rejected:
+                say(f"    {serving_label(row)}: {why}")
+            continue
+        say(f"  best: {serving_label(choice.best)}")
+        for reason in choice.reasons:
+            say(f"    - {reason}")
+        for other in choice.runners_up:
+            say(f"  runner-up: {runner_up_text(choice, other)}")
+        for row, why in choice.rejected:
+            say(f"  rejected: {serving_label(row)}: {why}")
+    return missing
 
 
 @app.command()

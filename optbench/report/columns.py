@@ -2,7 +2,8 @@
 
 A Column's line says where it goes: the CSV/JSON export (all `export` columns, in
 catalogue order), MLflow (`mlflow` metric or param), a Pareto figure and front (`plot`),
-a `recommend --objective` (`objective`), and the Markdown and HTML run tables (`table`).
+a `recommend --objective` (`objective`), the Markdown and HTML run tables (`table`), and
+the serving tables (`serving`: one row per configuration x offered load).
 Adding a metric is one line here. Views that lead with a figure list energy first (the
 headline), then follow catalogue order; the tables have their own order (`Shown.at`),
 since the export's column order is fixed and reads differently.
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from optbench.report.text import fmt, pct, run_label
+from optbench.report.text import fmt, pct, run_label, serving_label
 
 if TYPE_CHECKING:
     from optbench.report.analysis import Group
@@ -49,6 +50,7 @@ class Column:
     front: tuple[str, str] | None = None  # (letter, words) in the tables' "fronts" column
     objective: str | None = None  # name for `recommend --objective`
     table: Shown | None = None
+    serving: Shown | None = None  # how the serving tables show it
 
     @property
     def axis(self) -> str:
@@ -61,12 +63,15 @@ class Column:
 
     def cell(self, row: Row, group: Group) -> str:
         assert self.table is not None
-        if self.table.cell is not None:
-            return self.table.cell(row, group)
+        return self.shown_cell(self.table, row, group)
+
+    def shown_cell(self, shown: Shown, row: Row, group: Group) -> str:
+        if shown.cell is not None:
+            return shown.cell(row, group)
         value = row.get(self.key)
-        if self.table.left:
+        if shown.left:
             return "-" if value in (None, "") else str(value)
-        return fmt(value, self.scale, self.table.digits)
+        return fmt(value, self.scale, shown.digits)
 
 
 def energy_cell(row: Row, group: Group) -> str:
@@ -77,6 +82,19 @@ def energy_cell(row: Row, group: Group) -> str:
     if row.get("energy_per_sample_ci95_j") is not None:
         text += f" ± {fmt(row['energy_per_sample_ci95_j'], 1e3, 2)}"
     return text
+
+
+def request_energy_cell(row: Row, group: Group) -> str:
+    """A serving point's energy per request with its 95% interval over the windows."""
+    text = fmt(row.get("energy_per_request_j"), 1e3)
+    if row.get("energy_per_request_ci95_j") is not None:
+        text += f" ± {fmt(row['energy_per_request_ci95_j'], 1e3, 2)}"
+    return text
+
+
+def share_cell(row: Row, group: Group) -> str:
+    share = row.get("idle_share")
+    return "-" if share is None else f"{share:.0%}"
 
 
 def signed(value: float | None) -> str:
@@ -113,11 +131,11 @@ COLUMNS = (
     Column("quality_metric", mlflow="param"),
     Column("quality_value", mlflow="metric", table=Shown(60, "{metric}", digits=4)),
     Column("latency_p50_s", "latency p50", "min", 1e3, "ms", mlflow="metric",
-           plot="latency_p50", table=Shown(80, "p50 ms")),
+           plot="latency_p50", table=Shown(80, "p50 ms"), serving=Shown(40, "p50 ms")),
     Column("latency_p90_s", mlflow="metric"),
     Column("latency_p99_s", "latency p99", "min", 1e3, "ms", mlflow="metric",
            plot="latency_p99", front=("L", "latency p99"), objective="latency",
-           table=Shown(90, "p99 ms")),
+           table=Shown(90, "p99 ms"), serving=Shown(50, "p99 ms")),
     Column("latency_mean_s"),
     Column("latency_device_p50_s", mlflow="metric"),
     Column("throughput_per_s", "throughput", "max", 1.0, "{unit}/s", mlflow="metric",
@@ -130,7 +148,8 @@ COLUMNS = (
     Column("energy_per_sample_cov"),
     Column("energy_trials"),
     Column("energy_method", mlflow="param",
-           table=Shown(190, "method", left=True, flag_estimated=True)),
+           table=Shown(190, "method", left=True, flag_estimated=True),
+           serving=Shown(100, "method", left=True, flag_estimated=True)),
     Column("energy_channels", mlflow="param"),
     Column("energy_gpu_per_sample_j", scale=1e3, unit="mJ", mlflow="metric",
            table=Shown(170, "GPU mJ", when="energy_gpu_per_sample_j")),
@@ -158,38 +177,8 @@ COLUMNS = (
     Column("tpot_p99_s"),
     Column("itl_p99_s"),
     Column("requests_per_s", table=Shown(120, "requests/s", when="ttft_p50_s")),
-    Column("energy_per_request_j"),
-    # serving: one row per configuration x measured load (results.summary.serving_rows)
-    Column("scenario", mlflow="param"),
-    Column("max_batch", mlflow="param"),
-    Column("max_wait_ms", mlflow="param"),
-    Column("cache_size", mlflow="param"),
-    Column("repeat_skew"),
-    Column("offered_rate_per_s"),
-    Column("arrival_rate_per_s"),
-    Column("achieved_rate_per_s"),
-    Column("goodput_per_s"),
-    Column("saturated"),
-    Column("dropped"),
-    Column("mean_batch"),
-    Column("cache_hit_rate"),
-    Column("energy_per_request_ci95_j"),
-    Column("net_energy_per_request_j"),
-    Column("idle_share"),
-    Column("serving_power_w"),
-    Column("energy_per_token_j"),
-    Column("latency_bound_ms"),
-    Column("max_rate_under_bound_per_s"),
-    Column("capacity_per_s"),
-    Column("search_probe"),
-    Column("closed_loop_latency_p50_s"),
-    Column("closed_loop_latency_p99_s"),
-    Column("served_agreement"),
-    Column("loadgen_validity"),
-    Column("loadgen_latency_p99_s"),
-    Column("serving_errors"),
-    Column("serving_notes"),
-    Column("row_id"),
+    Column("energy_per_request_j", "energy per request", "min", 1e3, "mJ",
+           serving=Shown(70, "energy/request mJ (95% CI)", cell=request_energy_cell)),
     Column("new_tokens"),
     Column("timing_source"),
     Column("weights", mlflow="param"),
@@ -207,6 +196,43 @@ COLUMNS = (
     Column("env_id"),
     Column("git_sha"),
     Column("started_at"),
+    # serving, appended (the export keeps its order): one row per configuration x
+    # measured load (results.summary.serving_rows)
+    Column("scenario"),
+    Column("max_batch"),
+    Column("max_wait_ms"),
+    Column("cache_size"),
+    Column("repeat_skew"),
+    Column("offered_rate_per_s", "offered load", unit="req/s",
+           serving=Shown(20, "offered/s", digits=4)),
+    Column("arrival_rate_per_s"),
+    Column("achieved_rate_per_s", "achieved rate", unit="req/s",
+           serving=Shown(30, "achieved/s", digits=4)),
+    Column("goodput_per_s", "goodput", unit="req/s", serving=Shown(60, "goodput/s", digits=4)),
+    Column("saturated", serving=Shown(110, "saturated", left=True,
+                                      cell=lambda row, group: "yes" if row.get("saturated")
+                                      else "")),
+    Column("dropped"),
+    Column("mean_batch", serving=Shown(65, "mean batch")),
+    Column("cache_hit_rate"),
+    Column("energy_per_request_ci95_j"),
+    Column("net_energy_per_request_j", "net energy per request", scale=1e3, unit="mJ",
+           serving=Shown(80, "net mJ")),
+    Column("idle_share", "idle share", serving=Shown(90, "idle share", cell=share_cell)),
+    Column("serving_power_w"),
+    Column("energy_per_token_j"),
+    Column("latency_bound_ms"),
+    Column("max_rate_under_bound_per_s"),
+    Column("capacity_per_s"),
+    Column("search_probe"),
+    Column("closed_loop_latency_p50_s"),
+    Column("closed_loop_latency_p99_s"),
+    Column("served_agreement"),
+    Column("loadgen_validity"),
+    Column("loadgen_latency_p99_s"),
+    Column("serving_errors"),
+    Column("serving_notes"),
+    Column("row_id"),
     # not exported: set by report.data, or computed per group for the tables
     Column("env_label", export=False,
            table=Shown(10, "machine", when="env_label", left=True)),  # several machines
@@ -219,6 +245,9 @@ COLUMNS = (
     Column("fronts", export=False, table=Shown(220, "fronts", left=True, cell=front_marks)),
     Column("overlaps", export=False, table=Shown(230, "not distinguishable (energy)",
                                                  left=True, cell=overlap_cell)),
+    Column("serving_config", export=False,
+           serving=Shown(10, "configuration", left=True,
+                         cell=lambda row, group: serving_label(row, short=True))),
 )
 BY_KEY = {c.key: c for c in COLUMNS}
 HEADLINE = "energy_per_sample_j"
@@ -234,6 +263,7 @@ MLFLOW_PARAMS = tuple(c.key for c in COLUMNS if c.mlflow == "param")
 PLOTTED = headline_first([c for c in COLUMNS if c.plot])
 OBJECTIVE_COLUMNS = headline_first([c for c in COLUMNS if c.objective])
 TABLE = tuple(sorted((c for c in COLUMNS if c.table), key=lambda c: c.table.at))
+SERVING_TABLE = tuple(sorted((c for c in COLUMNS if c.serving), key=lambda c: c.serving.at))
 
 
 def table_columns(group: Group) -> list[Column]:
@@ -257,3 +287,14 @@ def fronts_legend(group: Group) -> str:
     letters = "".join(f"{c.front[0]} = {c.front[1]} vs quality, " for c in shown)
     return (f"Fronts: {letters}3 = non-dominated in (energy, latency p99, quality). Not "
             "distinguishable (energy) lists configurations whose 95% energy intervals overlap.")
+
+
+def serving_head(group: Group) -> list[str]:
+    """The serving table's header (every column shows: a serving row has every key)."""
+    return [c.serving.head.format(metric=group.metric, unit=group.unit)
+            for c in SERVING_TABLE if c.serving]
+
+
+def serving_cells(row: Row, group: Group) -> list[str]:
+    """One serving point's cells, unescaped."""
+    return [c.shown_cell(c.serving, row, group) for c in SERVING_TABLE if c.serving]

@@ -60,6 +60,6 @@ def load(outs: list[Path], carbon: CarbonSettings, price_per_kwh: float | None) 
             store.close()
     add_break_even(data.rows)
     if len(data.environments) > 1:
-        for row in data.rows:
+        for row in data.rows + data.serving:
             row["env_label"] = env_label(data.environments[row["env_id"]])
     return data

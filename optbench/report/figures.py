@@ -1,4 +1,5 @@
-"""Static figures (PNG and SVG) of each group's fronts, drawn with matplotlib."""
+"""Static figures (PNG and SVG), drawn with matplotlib: each group's fronts, and its serving
+configurations' energy and p99 latency against offered load."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 from optbench.report.analysis import Group, measured, provenance_groups
 from optbench.report.columns import PLOTTED
+from optbench.report.serving import LOAD_FIGURES, ServingView, load_series, spans_decades
 from optbench.report.text import run_label
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,66 @@ def draw_group(group: Group, directory: Path) -> list[str]:
         ax.legend(loc="lower right", fontsize=8)
         fig.tight_layout()
         base = f"{slug(group.model)}-{slug(group.metric)}-{stem}"
+        for ext in ("png", "svg"):
+            fig.savefig(directory / f"{base}.{ext}", dpi=120)
+            drawn.append(f"{directory.name}/{base}.{ext}")
+        plt.close(fig)
+    return drawn
+
+
+def draw_serving(view: ServingView, directory: Path) -> list[str]:
+    """Energy per request and p99 latency against offered load, one line per serving
+    configuration (saturated points marked, bounds drawn); paths as `draw_group` gives."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import matplotlib.ticker
+    except ImportError:
+        log.warning("matplotlib not installed: no figures (pip install 'optbench[report]')")
+        return []
+    directory.mkdir(parents=True, exist_ok=True)
+    drawn: list[str] = []
+    for stem, (key, err_key, scale, ylabel, title) in LOAD_FIGURES.items():
+        lines = load_series(view, key, err_key, scale)
+        if not any(v is not None for s in lines for v in s.y):
+            continue
+        fig, ax = plt.subplots(figsize=(7.5, 4.8))
+        nan, marked = float("nan"), False
+        for n, s in enumerate(lines):
+            y = [nan if v is None else v for v in s.y]
+            err = None if not any(e is not None for e in s.err) else [
+                0.0 if e is None else e for e in s.err]
+            estimated = not s.measured and key == "energy_per_request_j"
+            ax.errorbar(s.x, y, yerr=err, marker="o", color=f"C{n % 10}", ms=5, capsize=3, lw=1.2,
+                        mfc="none" if estimated else f"C{n % 10}", ls="--" if estimated else "-",
+                        label=s.label + (" (estimated)" if estimated else ""))
+            hot = [(x, v) for x, v, sat in zip(s.x, y, s.saturated) if sat]
+            if hot:
+                ax.plot([p[0] for p in hot], [p[1] for p in hot], "x", color="C3", ms=10,
+                        mew=2, label=None if marked else "saturated")
+                marked = True
+        if key == "latency_p99_s":
+            for bound in view.bounds_s:
+                ax.axhline(bound * 1e3, color="C3", ls=":", lw=1.2,
+                           label=f"latency bound {bound * 1e3:g} ms")
+        if spans_decades([x for s in lines for x in s.x]):
+            ax.set_xscale("log")
+        if spans_decades([v for s in lines for v in s.y]):
+            ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() == "log":  # 1-2-5 ticks: one per decade reads too sparse
+                axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+            axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel("offered load (requests/s)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{view.group.model}: {title}")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        base = f"{slug(view.group.model)}-{slug(view.group.metric)}-{stem}"
         for ext in ("png", "svg"):
             fig.savefig(directory / f"{base}.{ext}", dpi=120)
             drawn.append(f"{directory.name}/{base}.{ext}")

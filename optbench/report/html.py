@@ -17,14 +17,28 @@ from optbench.carbon import CarbonSettings
 from optbench.report.analysis import Group, best_first, measured
 from optbench.report.columns import (
     PLOTTED,
+    SERVING_TABLE,
     Column,
     fronts_legend,
+    serving_cells,
+    serving_head,
     table_cells,
     table_columns,
     table_head,
 )
 from optbench.report.data import ReportData
 from optbench.report.recommend import Recommendation
+from optbench.report.serving import (
+    LOAD_FIGURES,
+    SERVING_NOTE,
+    ServingView,
+    asked_text,
+    crossover_lines,
+    load_series,
+    max_rate_text,
+    runner_up_text,
+    spans_decades,
+)
 from optbench.report.text import (
     BOUNDARY,
     FAILED_HEAD,
@@ -41,6 +55,7 @@ from optbench.report.text import (
     packages_summary,
     provenance,
     run_label,
+    serving_label,
     shows_making,
 )
 
@@ -83,6 +98,34 @@ SCRIPT = """
   document.body.setAttribute('data-plots-drawn', String(data.plots.length + data.cubes.length));
 })();
 """
+
+
+SERVING_SCRIPT = """
+(function(){
+  var data = JSON.parse(document.getElementById('optbench-data').textContent);
+  data.lines.forEach(function(p){
+    var traces = p.series.map(function(s){
+      return {x:s.x, y:s.y, text:s.text, hoverinfo:'text', mode:'lines+markers',
+              type:'scatter', name:s.name, error_y:{type:'data', array:s.err, visible:true,
+              thickness:1}, line:{color:s.color, dash:s.dash},
+              marker:{size:9, symbol:s.symbols, color:s.markers}};
+    });
+    p.bounds.forEach(function(b){
+      traces.push({x:p.span, y:[b.y, b.y], mode:'lines', type:'scatter', name:b.name,
+                   line:{color:'#d62728', dash:'dot', width:1.5}, hoverinfo:'skip'});
+    });
+    Plotly.newPlot(p.id, traces, {title:{text:p.title}, xaxis:{title:{text:p.xlabel},
+      type:p.xlog ? 'log' : 'linear'}, yaxis:{title:{text:p.ylabel},
+      type:p.ylog ? 'log' : 'linear'}, margin:{t:40,r:10,b:90,l:60},
+      legend:{orientation:'h', y:-0.28}}, {displaylogo:false, responsive:true});
+  });
+  var drawn = Number(document.body.getAttribute('data-plots-drawn') || 0);
+  document.body.setAttribute('data-plots-drawn', String(drawn + data.lines.length));
+})();
+"""
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf")
+SATURATED = "#d62728"
 
 
 def esc(value: Any) -> str:
@@ -209,10 +252,106 @@ def recommendation_html(rec: Recommendation) -> str:
             f"{esc(run_label(rec.best))}<ul>{items}</ul></div>")
 
 
+def serving_hover(row: dict[str, Any]) -> str:
+    """A serving point's hover text: every line escaped, joined with Plotly's <br>."""
+    lines = [serving_label(row, short=True),
+             f"offered {fmt(row.get('offered_rate_per_s'), 1, 4)} req/s, achieved "
+             f"{fmt(row.get('achieved_rate_per_s'), 1, 4)}",
+             f"latency p50/p99: {fmt(row.get('latency_p50_s'), 1e3)} / "
+             f"{fmt(row.get('latency_p99_s'), 1e3)} ms",
+             f"energy/request: {fmt(row.get('energy_per_request_j'), 1e3)} mJ"
+             + (f" ± {fmt(row['energy_per_request_ci95_j'], 1e3, 2)}"
+                if row.get("energy_per_request_ci95_j") is not None else "")
+             + f" ({row.get('energy_method') or '-'})"]
+    if row.get("saturated"):
+        lines.append("saturated")
+    return "<br>".join(esc(line) for line in lines)
+
+
+def serving_specs(view: ServingView, index: int) -> list[dict[str, Any]]:
+    """The Plotly specs of a group's two load figures (energy, p99 against offered load)."""
+    specs = []
+    for n, (key, err_key, scale, ylabel, title) in enumerate(LOAD_FIGURES.values()):
+        lines = load_series(view, key, err_key, scale)
+        if not any(v is not None for s in lines for v in s.y):
+            continue
+        series = []
+        for m, s in enumerate(lines):
+            color = PALETTE[m % len(PALETTE)]
+            hollow = not s.measured and key == "energy_per_request_j"
+            series.append({
+                "name": esc(s.label + (" (estimated)" if hollow else "")), "x": s.x, "y": s.y,
+                "err": [e or 0 for e in s.err], "color": color,
+                "dash": "dash" if hollow else "solid",
+                "symbols": ["x" if sat else "circle-open" if hollow else "circle"
+                            for sat in s.saturated],
+                "markers": [SATURATED if sat else color for sat in s.saturated],
+                "text": [serving_hover(r) for r in s.rows]})
+        xs = [x for s in lines for x in s.x]
+        bounds = ([{"y": b * 1e3, "name": esc(f"latency bound {b * 1e3:g} ms")}
+                   for b in view.bounds_s] if key == "latency_p99_s" else [])
+        specs.append({"id": f"serving-{index}-{n}", "series": series, "bounds": bounds,
+                      "span": [min(xs), max(xs)], "title": esc(title),
+                      "xlabel": "offered load (requests/s)", "ylabel": esc(ylabel),
+                      "xlog": spans_decades(list(xs)),
+                      "ylog": spans_decades([v for s in lines for v in s.y])})
+    return specs
+
+
+def serving_css(column: Column, row: dict[str, Any]) -> str:
+    shown = column.serving
+    assert shown is not None
+    estimated = shown.flag_estimated and not measured(row)
+    return ("l" if shown.left else "") + (" est" if estimated else "")
+
+
+def choice_html(view: ServingView) -> str:
+    """The serving choice at the asked rate, as the closed-loop recommendation box."""
+    choice = view.choice
+    if choice is None:
+        return ""
+    rejected = "".join(f"<li>not chosen: {esc(serving_label(r, short=True))}: {esc(why)}</li>"
+                       for r, why in choice.rejected)
+    asked = esc(asked_text(choice.constraints))
+    if choice.best is None:
+        return (f'<div class="rec none"><b>Recommendation ({asked}):</b> nothing satisfies '
+                f"the constraints.<ul>{rejected}</ul></div>")
+    items = "".join(f"<li>{esc(reason)}</li>" for reason in choice.reasons)
+    items += "".join(f"<li>runner-up: {esc(runner_up_text(choice, r))}</li>"
+                     for r in choice.runners_up)
+    return (f'<div class="rec"><b>Recommendation ({asked}):</b> '
+            f"{esc(serving_label(choice.best))}<ul>{items}{rejected}</ul></div>")
+
+
+def serving_section(view: ServingView, specs: list[dict[str, Any]]) -> str:
+    """A group's serving section: choice, load figures, table, crossovers, max rates."""
+    group = view.group
+    rows = [list(zip(serving_cells(r, group), [serving_css(c, r) for c in SERVING_TABLE]))
+            for r in view.rows]
+    crossings = "".join(f"<li>{esc(line)}</li>"
+                        for line in crossover_lines(view.configurations, view.crossovers))
+    ceilings = "".join(f"<li>{esc(max_rate_text(c))}</li>" for c in view.configurations)
+    return (f"<h3>{esc(group.model)}: serving</h3>"
+            f'<p class="note">{esc(SERVING_NOTE)}</p>' + choice_html(view)
+            + '<div class="plots">' + "".join(f'<div class="plot" id="{p["id"]}"></div>'
+                                             for p in specs) + "</div>"
+            + '<p class="note">Red crosses: saturated points. Whiskers: 95% confidence '
+              "interval over the metered windows. Dashed lines, open markers: estimated "
+              "energy.</p>"
+            + html_table(serving_head(group), rows)
+            + "<p>Where the energy-per-request curves cross (linear interpolation between "
+              "measured rates, over the rates both configurations measured unsaturated):</p>"
+            + f"<ul>{crossings}</ul><p>Highest offered rate that held the latency bound "
+              f"(rate search):</p><ul>{ceilings}</ul>")
+
+
 def render_html(data: ReportData, groups: list[Group], recs: list[Recommendation],
-                carbon: CarbonSettings, title: str) -> str:
+                carbon: CarbonSettings, title: str,
+                serving: dict[str, ServingView] | None = None) -> str:
     import plotly.offline
 
+    serving = serving or {}
+    lines: list[dict[str, Any]] = []
     plots: list[dict[str, Any]] = []
     cubes: list[dict[str, Any]] = []
     body = [f"<h1>{esc(title)}</h1>", f'<p class="note">{esc(BOUNDARY)}</p>',
@@ -240,15 +379,22 @@ def render_html(data: ReportData, groups: list[Group], recs: list[Recommendation
         body.append(table(group))
         if shows_making(group.rows):
             body.append(making_table(group.rows))
+        view = serving.get(f"{group.model}|{group.metric}")
+        if view is not None:
+            specs = serving_specs(view, index)
+            lines += specs
+            body.append(serving_section(view, specs))
     others = [r for r in data.rows if r["status"] != "ok"]
     if others:
         body.append("<h2>Skipped and failed</h2>"
                     + html_table(FAILED_HEAD, [left(failed_cells(r)) for r in others]))
-    payload = json.dumps({"plots": plots, "cubes": cubes}).replace("<", "\\u003c").replace(
+    shown = {"plots": plots, "cubes": cubes, **({"lines": lines} if lines else {})}
+    payload = json.dumps(shown).replace("<", "\\u003c").replace(
         ">", "\\u003e").replace("&", "\\u0026")
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{esc(title)}</title><style>{STYLE}</style>"
             f"<script>{plotly.offline.get_plotlyjs()}</script></head><body>"
             + "".join(body)
             + f'<script type="application/json" id="optbench-data">{payload}</script>'
-            + f"<script>{SCRIPT}</script></body></html>")
+            + f"<script>{SCRIPT}</script>"
+            + (f"<script>{SERVING_SCRIPT}</script>" if lines else "") + "</body></html>")

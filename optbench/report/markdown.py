@@ -1,4 +1,5 @@
-"""The Markdown report: environment, boundary, recommendation, tables, fronts, provenance."""
+"""The Markdown report: environment, boundary, recommendation, tables, fronts, provenance,
+and for serving runs their load curves."""
 
 from __future__ import annotations
 
@@ -6,9 +7,24 @@ from typing import Any
 
 from optbench.carbon import CarbonSettings
 from optbench.report.analysis import Group, best_first, measured
-from optbench.report.columns import fronts_legend, table_cells, table_columns, table_head
+from optbench.report.columns import (
+    fronts_legend,
+    serving_cells,
+    serving_head,
+    table_cells,
+    table_columns,
+    table_head,
+)
 from optbench.report.data import ReportData
 from optbench.report.recommend import Recommendation
+from optbench.report.serving import (
+    SERVING_NOTE,
+    ServingView,
+    asked_text,
+    crossover_lines,
+    max_rate_text,
+    runner_up_text,
+)
 from optbench.report.text import (
     BOUNDARY,
     FAILED_HEAD,
@@ -24,6 +40,7 @@ from optbench.report.text import (
     packages_summary,
     provenance,
     run_label,
+    serving_label,
     shows_making,
 )
 
@@ -42,7 +59,10 @@ def table_lines(head: list[str] | tuple[str, ...], rows: list[list[str]]) -> lis
 
 
 def render_markdown(data: ReportData, groups: list[Group], recs: list[Recommendation],
-                    carbon: CarbonSettings, figures: dict[str, list[str]]) -> str:
+                    carbon: CarbonSettings, figures: dict[str, list[str]],
+                    serving: dict[str, ServingView] | None = None) -> str:
+    """The report; `figures` by group key (`model|metric`, serving ones under
+    `model|metric|serving`), `serving` the groups' serving views by the same key."""
     lines = ["# optbench report", ""]
     for eid, env in data.environments.items():
         lines += [f"Environment `{eid}`: {environment_summary(env)}.",
@@ -50,7 +70,10 @@ def render_markdown(data: ReportData, groups: list[Group], recs: list[Recommenda
     lines += [f"> {BOUNDARY}", "", f"CO2: {carbon.describe()}. Energy figures are never "
               "scaled by PUE; CO2 and cost are derived from them.", ""]
     for group, rec in zip(groups, recs):
-        lines += group_section(group, rec, figures.get(f"{group.model}|{group.metric}", []))
+        key = f"{group.model}|{group.metric}"
+        lines += group_section(group, rec, figures.get(key, []))
+        if serving and key in serving:
+            lines += serving_lines(serving[key], figures.get(f"{key}|serving", []))
     others = [r for r in data.rows if r["status"] != "ok"]
     if others:
         lines += ["## Skipped and failed", "",
@@ -115,3 +138,40 @@ def making_lines(rows: list[dict[str, Any]]) -> list[str]:
     if mentions_unstructured(rows):
         lines += [SPARSITY_NOTE, ""]
     return lines
+
+
+def choice_lines(view: ServingView) -> list[str]:
+    """The serving choice at the asked rate, its reasons, runners-up and rejections."""
+    choice = view.choice
+    if choice is None:
+        return []
+    lines = [f"**Recommendation** ({asked_text(choice.constraints)}): "]
+    if choice.best is None:
+        lines[0] += "nothing satisfies the constraints."
+    else:
+        lines[0] += f"**{cell(serving_label(choice.best))}**."
+        lines += [f"- {cell(reason)}" for reason in choice.reasons]
+        lines += [f"- runner-up: {cell(runner_up_text(choice, r))}" for r in choice.runners_up]
+    lines += [f"- not chosen: {cell(serving_label(r, short=True))}: {cell(why)}"
+              for r, why in choice.rejected]
+    return [*lines, ""]
+
+
+def serving_lines(view: ServingView, figures: list[str]) -> list[str]:
+    """A group's serving section: choice at --rate, the load table, the two load figures,
+    crossovers of the energy curves in words, and each configuration's max rate."""
+    group = view.group
+    lines = [f"### {cell(group.model)}: serving", "", SERVING_NOTE, ""]
+    lines += choice_lines(view)
+    lines += table_lines(serving_head(group), [serving_cells(r, group) for r in view.rows])
+    lines += [""] + [f"![{p}]({p})" for p in figures if p.endswith(".png")] + [""]
+    if any(c.scenario != "server" for c in view.configurations):
+        lines += ["Single-stream, multi-stream and offline runs set their own pace: they have "
+                  "no offered rate, so they are in the table only.", ""]
+    lines += ["Where the energy-per-request curves cross (linear interpolation between "
+              "measured rates, over the rates both configurations measured unsaturated):", ""]
+    lines += [f"- {cell(line)}" for line in crossover_lines(view.configurations,
+                                                           view.crossovers)]
+    lines += ["", "Highest offered rate that held the latency bound (rate search):", ""]
+    lines += [f"- {cell(max_rate_text(c))}" for c in view.configurations]
+    return [*lines, ""]

@@ -25,11 +25,15 @@ class Constraints:
     max_quality_drop: float | None = None
     max_latency_p99_s: float | None = None
     objective: str = "energy"
+    rate_per_s: float | None = None  # choose among serving points at this offered rate
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; "
                              f"choose one of {', '.join(OBJECTIVES)}")
+        if self.rate_per_s is not None and self.objective != "energy":
+            raise ValueError(f"at an offered rate the choice is by energy per request; "
+                             f"objective {self.objective!r} does not apply there")
 
 
 @dataclass
@@ -82,18 +86,26 @@ def recommend(group: Group, constraints: Constraints, runners_up: int = 3) -> Re
 
 def rejection(row: dict[str, Any], group: Group, c: Constraints, floor: float | None,
               key: str) -> str | None:
-    quality = row["quality_value"]
     if row.get(key) is None:
         return f"no {OBJECTIVES[c.objective][2].format(unit=group.unit)} figure"
-    if floor is not None and quality is not None:
-        below = quality < floor if group.higher_is_better else quality > floor
-        if below:
-            return f"{group.metric} {quality:.4g} beyond the allowed floor {floor:.4g}"
+    beyond = beyond_floor(row, group, floor)
+    if beyond:
+        return beyond
     if c.max_latency_p99_s is not None:
         p99 = row.get("latency_p99_s")
         if p99 is None or p99 > c.max_latency_p99_s:
             shown = "unknown" if p99 is None else f"{p99 * 1e3:.3g} ms"
             return f"latency p99 {shown} above {c.max_latency_p99_s * 1e3:.3g} ms"
+    return None
+
+
+def beyond_floor(row: dict[str, Any], group: Group, floor: float | None) -> str | None:
+    """Why a row's quality is beyond the group's allowed floor, or None when it is not."""
+    quality = row["quality_value"]
+    if floor is None or quality is None:
+        return None
+    if quality < floor if group.higher_is_better else quality > floor:
+        return f"{group.metric} {quality:.4g} beyond the allowed floor {floor:.4g}"
     return None
 
 

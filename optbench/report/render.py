@@ -13,9 +13,10 @@ from pathlib import Path
 from optbench.carbon import CarbonSettings, carbon_settings
 from optbench.report.analysis import analyse
 from optbench.report.data import ReportData, load
-from optbench.report.figures import draw_group, slug
+from optbench.report.figures import draw_group, draw_serving, slug
 from optbench.report.markdown import render_markdown
 from optbench.report.recommend import Constraints, recommend
+from optbench.report.serving import serving_views
 
 
 @dataclass(frozen=True)
@@ -41,14 +42,18 @@ def render(outs: list[Path], dest: Path | None = None, carbon: CarbonSettings | 
     groups = analyse(data.rows)
     recs = [recommend(g, constraints) for g in groups]
     figures = {f"{g.model}|{g.metric}": draw_group(g, directory / "figures") for g in groups}
+    serving = serving_views(groups, data.serving, constraints)
+    for key, view in serving.items():
+        figures[f"{key}|serving"] = draw_serving(view, directory / "figures")
     markdown = directory / "report.md"
-    markdown.write_text(render_markdown(data, groups, recs, carbon, figures))
+    markdown.write_text(render_markdown(data, groups, recs, carbon, figures, serving))
     page = None
     if html:
         from optbench.report.html import render_html
 
         page = directory / "index.html"
         title = f"optbench report: {', '.join(data.recipes) or 'no runs'}"
-        page.write_text(render_html(data, groups, recs, carbon, title), encoding="utf-8")
+        page.write_text(render_html(data, groups, recs, carbon, title, serving),
+                        encoding="utf-8")
     drawn = [directory / p for paths in figures.values() for p in paths]
     return RenderedReport(directory, markdown, page, drawn)

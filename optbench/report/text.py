@@ -46,11 +46,28 @@ def run_label(row: dict[str, Any], short: bool = False) -> str:
     """A run's name: in full with its device (recommendations, the CLI), or short where
     the device is at hand (tables, provenance, figures, MLflow). The machine is named only
     when a report puts several side by side."""
-    name = f"{row['backend']} {row['variant']} bs{row['batch_size']}"
+    return placed(f"{row['backend']} {row['variant']} bs{row['batch_size']}", row, short)
+
+
+def placed(name: str, row: dict[str, Any], short: bool) -> str:
+    """A name with its device (in full) and, where several are side by side, its machine."""
     machine = row.get("env_label")
     if short:
         return f"{name} @ {machine}" if machine else name
     return f"{name} ({row['device']}{f' on {machine}' if machine else ''})"
+
+
+def serving_label(row: dict[str, Any], short: bool = False) -> str:
+    """A serving configuration's name: the run's backend and variant with its batching
+    policy (max batch, max wait), its cache, and its scenario unless it is `server`."""
+    wait = row.get("max_wait_ms")
+    name = (f"{row['backend']} {row['variant']} mb{row.get('max_batch')} "
+            f"wait{'-' if wait is None else f'{wait:g}'}ms")
+    if row.get("cache_size"):
+        name += f" cache{row['cache_size']}"
+    if row.get("scenario") not in (None, "server"):
+        name += f" {row['scenario']}"
+    return placed(name, row, short)
 
 
 def provenance(row: dict[str, Any]) -> str:

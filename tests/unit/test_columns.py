@@ -29,6 +29,14 @@ EXPORTED = (
     "lineage", "parameters", "macs", "model_bytes", "training_energy_j",
     "training_energy_method", "training_s", "training_budget_exhausted", "break_even_samples",
     "break_even_note", "precision_path", "env_id", "git_sha", "started_at",
+    # serving rows (one per configuration x offered load)
+    "scenario", "max_batch", "max_wait_ms", "cache_size", "repeat_skew", "offered_rate_per_s",
+    "arrival_rate_per_s", "achieved_rate_per_s", "goodput_per_s", "saturated", "dropped",
+    "mean_batch", "cache_hit_rate", "energy_per_request_ci95_j", "net_energy_per_request_j",
+    "idle_share", "serving_power_w", "energy_per_token_j", "latency_bound_ms",
+    "max_rate_under_bound_per_s", "capacity_per_s", "search_probe",
+    "closed_loop_latency_p50_s", "closed_loop_latency_p99_s", "served_agreement",
+    "loadgen_validity", "loadgen_latency_p99_s", "serving_errors", "serving_notes", "row_id",
 )
 
 
@@ -78,6 +86,7 @@ def test_export_columns_keep_their_names_and_order():
 def test_export_header_is_the_catalogue(monkeypatch, tmp_path):
     class Data:
         rows = [{k: None for k in EXPORTED} | {"run_id": 1, "extra": "not exported"}]
+        serving: list = []
 
     monkeypatch.setattr("optbench.report.data.load", lambda *a, **k: Data)
     header = next(csv.reader(io.StringIO(export.export_rows(tmp_path, "csv"))))
