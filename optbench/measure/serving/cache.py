@@ -69,7 +69,9 @@ class RepeatStream:
         return [int(i) for i in self.order[ranks]]
 
     def expected_hit_rate(self, cache_size: int) -> float:
-        """Share of requests for the `cache_size` most popular inputs: the hit rate a
-        warm LRU approaches (a little below it, since LRU keeps some unpopular ones)."""
+        """Share of requests for the `cache_size` most popular inputs: the hit rate of a
+        cache holding exactly those, the best any cache of that size gets on this stream.
+        A warm LRU gets clearly less, as it also keeps recent unpopular inputs (Che's
+        approximation: 0.58 against 0.69 for 1000 inputs, skew 1, 100 entries)."""
         k = min(cache_size, len(self.cdf))
         return float(self.cdf[k - 1]) if k else 0.0

@@ -202,6 +202,7 @@ class ServingRun:
                 scenario.latency_bound_ms, scenario.ttft_bound_ms, scenario.tpot_bound_ms)))
         self.trials: list[Trial] = []
         self.points: list[Point] = []
+        self._index = 1  # trial index of the next window (0 is the idle baseline)
 
     def measure(self, first_index: int) -> list[Trial]:
         s = self.scenario
