@@ -1,6 +1,8 @@
 """The text-generation contract: a backend's `lm_loader` turns an artifact of format
 HF_CAUSAL_LM into a CausalLM, which generates exactly N tokens greedily and scores text
-(perplexity)."""
+(perplexity). A runtime that batches continuously (requests join and leave between
+decoding steps, vLLM) also offers an `Engine`, which the serving worker feeds request by
+request; the others batch statically (one `generate` call per batch)."""
 
 from __future__ import annotations
 
@@ -37,6 +39,43 @@ class Generation:
     engine_tpot_s: list[float] | None = None
 
 
+@dataclass(frozen=True)
+class TokenEvent:
+    """What one engine step did for one request.
+
+    Attributes:
+        request_id: the id the request was added with.
+        new_tokens: tokens this step produced for it (0 is possible on a finishing step).
+        first: this step produced the request's first token.
+        finished: the request is done (it produced all its tokens, or stopped short).
+        token_ids: on the finishing event, every id the request generated; else None.
+    """
+
+    request_id: int
+    new_tokens: int
+    first: bool
+    finished: bool
+    token_ids: np.ndarray | None = None
+
+
+class Engine(Protocol):
+    """A continuous-batching engine, driven from one thread: `add` requests at any time
+    between steps; each `step` runs one scheduling iteration (prefill of new requests,
+    one decoding step of the running ones) and says what it produced, per request."""
+
+    def add(self, request_id: int, prompt_ids: np.ndarray, new_tokens: int) -> None:
+        """Queue one request: greedy, exactly `new_tokens` tokens (no early stop)."""
+
+    def step(self) -> list[TokenEvent]:
+        """One iteration; events only for requests it advanced or finished."""
+
+    def has_unfinished(self) -> bool:
+        """Whether any added request has not finished."""
+
+    def abort(self, request_ids: list[int]) -> None:
+        """Forget these requests (after a failed step), finished or not."""
+
+
 class CausalLM(ABC):
     """A loaded text generator. `path` says what runs (runtime, precision, quantization)."""
 
@@ -53,6 +92,10 @@ class CausalLM(ABC):
     @abstractmethod
     def nll(self, ids: np.ndarray) -> np.ndarray:
         """(batch, L) ids -> (batch, L-1) negative log-likelihood of each next token."""
+
+    def engine(self) -> Engine | None:
+        """The runtime's continuous-batching engine; None: it batches statically."""
+        return None
 
     def synchronize(self) -> None:
         """Block until queued device work is done."""

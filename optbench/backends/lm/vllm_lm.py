@@ -10,7 +10,11 @@ wheel installs on this project's CPU machines). What differs from the other runt
 - perplexity comes from `prompt_logprobs` (the actual next token is always included);
 - `max_num_seqs` is the concurrency: the requests of one call run as one continuous batch;
   TTFT is per request (queueing behind the others included), where the streaming runtimes
-  give one TTFT per call (every request of a static batch gets its first token together).
+  give one TTFT per call (every request of a static batch gets its first token together);
+- under a serving scenario, `engine()` hands the serving worker the LLM object's own
+  LLMEngine (`add_request` / `step` / `has_unfinished_requests` / `abort_request`), so
+  requests join the running batch as they arrive and every step's tokens are seen as they
+  come (continuous batching, timed on our clock like the streaming runtimes).
 """
 
 from __future__ import annotations
@@ -20,13 +24,30 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from optbench.artifact import ModelArtifact
-from optbench.backends.lm.base import CausalLM, Generation, OnToken
+from optbench.backends.lm.base import CausalLM, Generation, OnToken, TokenEvent
 from optbench.errors import Unavailable
 
 if TYPE_CHECKING:
     from optbench.backends.base import LoadContext
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+# Our engine request ids, apart from the LLM object's own ("0", "1", ... from its counter).
+REQUEST_PREFIX = "optbench-"
+
+
+def sampling_params(new_tokens: int, **extra: Any) -> Any:
+    """Greedy, exactly `new_tokens` tokens; neutral penalties, as vLLM may take defaults
+    from the model's generation_config."""
+    from vllm import SamplingParams
+
+    return SamplingParams(temperature=0.0, max_tokens=new_tokens, min_tokens=new_tokens,
+                          ignore_eos=True, repetition_penalty=1.0, **extra)
+
+
+def tokens_prompt(row: np.ndarray) -> Any:
+    from vllm.inputs import TokensPrompt
+
+    return TokensPrompt(prompt_token_ids=[int(t) for t in row])
 
 
 def request_times(outputs: list[Any]) -> tuple[list[float] | None, list[float] | None]:
@@ -82,22 +103,17 @@ class VllmLM(CausalLM):
         if config.max_model_len:
             self.settings["max_model_len"] = config.max_model_len
         self.llm = LLM(model=artifact.path, tokenizer=artifact.path, **self.settings)
+        self._engine: VllmEngine | None = None
         self.path = (f"vLLM offline engine, {artifact.precision}"
                      + (", bitsandbytes int4 weights" if quantization else ""))
 
     @staticmethod
     def _prompts(ids: np.ndarray) -> list[Any]:
-        from vllm.inputs import TokensPrompt
-
-        return [TokensPrompt(prompt_token_ids=[int(t) for t in row]) for row in ids]
+        return [tokens_prompt(row) for row in ids]
 
     def generate(self, prompts: np.ndarray, new_tokens: int, on_token: OnToken) -> Generation:
-        from vllm import SamplingParams
-
-        # neutral penalties: vLLM may take defaults from the model's generation_config
-        params = SamplingParams(temperature=0.0, max_tokens=new_tokens, min_tokens=new_tokens,
-                                ignore_eos=True, repetition_penalty=1.0)
-        outputs = self.llm.generate(self._prompts(prompts), params, use_tqdm=False)
+        outputs = self.llm.generate(self._prompts(prompts), sampling_params(new_tokens),
+                                    use_tqdm=False)
         rows = [list(o.outputs[0].token_ids) for o in outputs]
         # a request cut short (e.g. by max_model_len): every row keeps the shortest length,
         # so the loop counts only tokens every request produced and reports a short call
@@ -118,8 +134,14 @@ class VllmLM(CausalLM):
             rows.append([-float(logprobs[i][int(row[i])].logprob) for i in range(1, len(row))])
         return np.asarray(rows, dtype=np.float64)
 
+    def engine(self) -> VllmEngine:
+        """The LLM object's own engine (no second copy of the weights on the GPU)."""
+        if self._engine is None:
+            self._engine = VllmEngine(self.llm.llm_engine)
+        return self._engine
+
     def close(self) -> None:
-        self.llm = None
+        self.llm = self._engine = None
 
     def describe(self) -> dict[str, Any]:
         import vllm
@@ -127,3 +149,53 @@ class VllmLM(CausalLM):
         return {"path": self.path, "runtime": f"vllm {vllm.__version__}",
                 "engine_settings": {k: v for k, v in self.settings.items() if v is not None},
                 "concurrency": f"max_num_seqs={self.max_num_seqs}"}
+
+
+class VllmEngine:
+    """vLLM's LLMEngine fed request by request (the `Engine` contract).
+
+    `step()` returns a RequestOutput for each request the iteration advanced, its
+    `outputs[0].token_ids` cumulative (RequestOutputKind.CUMULATIVE, asked for explicitly):
+    the new tokens are the growth since the last one seen. Used from one thread only,
+    as LLMEngine is not thread-safe.
+    """
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self._seen: dict[str, int] = {}  # our unfinished requests: tokens seen so far
+
+    def add(self, request_id: int, prompt_ids: np.ndarray, new_tokens: int) -> None:
+        from vllm.sampling_params import RequestOutputKind
+
+        key = f"{REQUEST_PREFIX}{request_id}"
+        params = sampling_params(new_tokens, output_kind=RequestOutputKind.CUMULATIVE)
+        self.engine.add_request(key, tokens_prompt(prompt_ids), params)
+        self._seen[key] = 0
+
+    def step(self) -> list[TokenEvent]:
+        events = []
+        for out in self.engine.step():
+            seen = self._seen.get(out.request_id)
+            if seen is None:  # not one of ours
+                continue
+            ids = list(out.outputs[0].token_ids)
+            new = max(0, len(ids) - seen)
+            if not new and not out.finished:
+                continue
+            self._seen[out.request_id] = len(ids)
+            if out.finished:
+                del self._seen[out.request_id]
+            events.append(TokenEvent(
+                int(out.request_id.removeprefix(REQUEST_PREFIX)), new,
+                first=seen == 0 and new > 0, finished=bool(out.finished),
+                token_ids=np.asarray(ids, dtype=np.int64) if out.finished else None))
+        return events
+
+    def has_unfinished(self) -> bool:
+        return bool(self.engine.has_unfinished_requests())
+
+    def abort(self, request_ids: list[int]) -> None:
+        keys = [f"{REQUEST_PREFIX}{i}" for i in request_ids]
+        self.engine.abort_request(keys)  # a list: V1 and V0 both take one
+        for key in keys:
+            self._seen.pop(key, None)

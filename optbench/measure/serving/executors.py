@@ -36,8 +36,8 @@ class VisionExecutor:
         self.check(indices, outputs)
         return list(outputs)
 
-    def check(self, indices: Sequence[int], outputs: Sequence[Any]) -> None:
-        top1 = np.asarray([np.argmax(o) for o in outputs])
+    def check(self, indices: Sequence[int], outputs: np.ndarray) -> None:
+        top1 = np.asarray(outputs).reshape(len(indices), -1).argmax(axis=-1)
         self.compared += len(indices)
         self.agreed += int((top1 == self.reference_top1[np.asarray(indices)]).sum())
 
@@ -58,7 +58,14 @@ class VisionExecutor:
 
 class TextExecutor:
     """One `generate` call for the batch's prompts, `new_tokens` each; the first decoding
-    step's callback marks every request's first token."""
+    step's callback marks every request's first token. `pad_to` repeats the batch's own
+    prompts up to a static batch size (all prompts have the same length, so no attention
+    mask differs and the padding rows change no answer beyond the float noise any change
+    of batch shape may bring).
+
+    A continuous-batching worker (serving.continuous) uses only its prompts, `new_tokens`
+    and `check`: requests reach the runtime's engine one by one, not through `run`.
+    """
 
     def __init__(self, lm: Any, prompts: np.ndarray, reference_tokens: np.ndarray,
                  new_tokens: int, pad_to: int | None = None) -> None:
@@ -88,12 +95,17 @@ class TextExecutor:
         if not fired:  # a runtime that cannot stream: first token known only at the end
             on_first_token()
         self.tokens_per_request = int(tokens.shape[1])
+        self.check(indices, tokens)
+        return list(tokens)
+
+    def check(self, indices: Sequence[int], tokens: Sequence[np.ndarray]) -> None:
+        """Count the served generations equal to the quality pass's for the same prompt."""
         self.compared += len(indices)
         self.agreed += int(sum(np.array_equal(t, self.reference[i])
                                for t, i in zip(tokens, indices)))
-        return list(tokens)
 
     def probe(self, max_batch: int) -> bool:
+        """Whether every batch size 1..max_batch generates one row per prompt."""
         for n in range(1, max_batch + 1):
             try:
                 generation = self.lm.generate(self.prompts[np.arange(n) % len(self.prompts)],

@@ -13,8 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from optbench.backends.lm.base import Engine
 from optbench.measure.generation import GenerationLoop
 from optbench.measure.loop import LoopOutput, MeasuredLoop, make_batches
+from optbench.measure.serving.continuous import ContinuousServedModel
 from optbench.measure.serving.executors import TextExecutor, VisionExecutor
 from optbench.measure.serving.scenario import Scenario
 from optbench.measure.serving.server import ServedModel, ServingRun
@@ -24,16 +26,26 @@ from optbench.workloads.text import TextOutputs
 
 def _serve(loop: MeasuredLoop, executor: Any, scenario: Scenario, max_batch: int,
            n_inputs: int, latencies: list[float], token_mode: bool,
-           phases: dict[str, float]) -> tuple[list[Trial], dict[str, Any]]:
-    """Idle baseline, the variable-batch probe, every point, the closing idle window."""
+           phases: dict[str, float], engine: Engine | None = None
+           ) -> tuple[list[Trial], dict[str, Any]]:
+    """Idle baseline, the variable-batch probe, every point, the closing idle window.
+
+    With an `engine` (a runtime that batches continuously) requests join it between
+    decoding steps, up to `max_batch` in flight; else the static batcher runs batches.
+    """
     service_s = statistics.median(latencies)
     capacity = max_batch / service_s
     with loop.phase(phases, "trials_s", "serving"):
         trials = [loop.idle_baseline(0)]
-        variable = executor.probe(max_batch)
-        if not variable:
-            executor.pad_to = max_batch
-        model = ServedModel(executor, scenario, max_batch, n_inputs, token_mode, loop.clock)
+        if engine is not None:
+            variable = True  # the engine takes requests one by one: no batch shapes
+            model: ServedModel = ContinuousServedModel(executor, engine, scenario, max_batch,
+                                                       n_inputs, token_mode, loop.clock)
+        else:
+            variable = executor.probe(max_batch)
+            if not variable:
+                executor.pad_to = max_batch
+            model = ServedModel(executor, scenario, max_batch, n_inputs, token_mode, loop.clock)
         try:
             run = ServingRun(loop, model, scenario, capacity, service_s, loop.sleep)
             trials += run.measure(first_index=1)
@@ -42,7 +54,8 @@ def _serve(loop: MeasuredLoop, executor: Any, scenario: Scenario, max_batch: int
         if loop.protocol.idle_after:
             trials.append(loop.idle_baseline(len(trials)))
     details = run.details()
-    details.update(max_batch=max_batch, max_wait_ms=scenario.max_wait_ms,
+    details.update(batching="static" if engine is None else "continuous",
+                   max_batch=max_batch, max_wait_ms=scenario.max_wait_ms,
                    variable_batch=variable, cache_size=scenario.cache_size,
                    repeat_skew=scenario.repeat_skew, duration_s=scenario.duration_s,
                    served_agreement=(executor.agreed / executor.compared
@@ -81,8 +94,9 @@ class ServingLoop(MeasuredLoop):
 
 
 class ServingGenerationLoop(GenerationLoop):
-    """A text generator under a scenario: Poisson prompt arrivals, a queue and a static
-    batcher in front of `generate` (`batch_size` requests at most per call)."""
+    """A text generator under a scenario: Poisson prompt arrivals and a queue in front of
+    the runtime. `batch_size` requests at most per `generate` call (static batching), or
+    in flight at once where the runtime has a continuous-batching engine (vLLM)."""
 
     def __init__(self, lm: Any, scenario: Scenario, batch_size: int, new_tokens: int,
                  meters: Any, protocol: Any, **kwargs: Any) -> None:
@@ -101,7 +115,7 @@ class ServingGenerationLoop(GenerationLoop):
             latencies, timing = self.request_timings(batches)
         executor = TextExecutor(self.lm, prompts[:n_prompts], tokens, self.new_tokens)
         trials, details = _serve(self, executor, self.scenario, self.requests_per_call,
-                                 n_prompts, latencies, True, phases)
+                                 n_prompts, latencies, True, phases, engine=self.lm.engine())
         timing.update(new_tokens=self.new_tokens, requests_per_call=self.requests_per_call,
                       prompt_tokens=int(prompts.shape[1]), short_calls=self.short_calls)
         out = LoopOutput(TextOutputs(tokens, nll), latencies, [], trials, warmup,
