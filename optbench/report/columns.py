@@ -233,6 +233,9 @@ COLUMNS = (
     Column("serving_errors"),
     Column("serving_notes"),
     Column("row_id"),
+    Column("batching"),
+    Column("max_rate_is_lower_bound"),
+    Column("completed"),
     # not exported: set by report.data, or computed per group for the tables
     Column("env_label", export=False,
            table=Shown(10, "machine", when="env_label", left=True)),  # several machines

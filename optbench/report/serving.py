@@ -207,8 +207,9 @@ def explain_at_rate(choice: RateChoice, qualified: int, group: Group | None) -> 
                    f"{fmt(best.get('net_energy_per_request_j'), 1e3)} mJ per request)")
     ceiling = best.get("max_rate_under_bound_per_s")
     if ceiling is not None:
+        least = "at least " if best.get("max_rate_is_lower_bound") else ""
         reasons.append(f"holds its {best['latency_bound_ms']:g} ms bound up to "
-                       f"{rate_text(ceiling)} req/s (rate search)")
+                       f"{least}{rate_text(ceiling)} req/s (rate search)")
     if choice.quality_floor is not None and group is not None:
         bound = ">= floor" if group.higher_is_better else "<= ceiling"
         reasons.append(f"{group.metric} {best['quality_value']:.4g} {bound} "
@@ -375,7 +376,9 @@ def max_rate_text(config: Configuration) -> str:
     if bound is None:
         return f"{config.label}: no latency bound in the recipe, not searched"
     if ceiling is not None:
-        return f"{config.label}: {rate_text(ceiling)} req/s with p99 within {bound:g} ms"
+        least = "at least " if first.get("max_rate_is_lower_bound") else ""
+        return (f"{config.label}: {least}{rate_text(ceiling)} req/s with p99 within "
+                f"{bound:g} ms" + (" (no failing rate found above it)" if least else ""))
     if any(r.get("search_probe") for r in config.rows):
         return f"{config.label}: no measured rate held the {bound:g} ms bound"
     return f"{config.label}: not searched (or no rate held the {bound:g} ms bound)"

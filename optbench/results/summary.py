@@ -229,6 +229,8 @@ def serving_rows(run: StoredRun, base: dict[str, Any]) -> list[dict[str, Any]]:
                "cache_hit_rate": f["cache_hit_rate"], "serving_errors": f["errors"],
                "served_agreement": serving.get("served_agreement"),
                "max_rate_under_bound_per_s": serving.get("max_rate_under_bound_per_s"),
+               "max_rate_is_lower_bound": serving.get("max_rate_is_lower_bound"),
+               "batching": serving.get("batching", "static"),
                "loadgen_validity": lg.get("result_validity"),
                "loadgen_latency_p99_s": _ns(lg.get("result_99.00_percentile_latency_ns")),
                "serving_notes": "; ".join(point.get("notes", []))}
@@ -236,6 +238,10 @@ def serving_rows(run: StoredRun, base: dict[str, Any]) -> list[dict[str, Any]]:
             if key in f:
                 row[key] = f[key]
         row.update(point_energy(windows, idle))
+        if row["achieved_rate_per_s"] and f["window_s"]:
+            # goodput over the same metered seconds as the achieved rate
+            good = f["goodput_per_s"] * f["window_s"]
+            row["goodput_per_s"] = good / (row["completed"] / row["achieved_rate_per_s"])
         rows.append(row)
     return rows
 
@@ -246,12 +252,13 @@ def _ns(value: Any) -> float | None:
 
 def point_energy(windows: list[Trial], idle: float | None) -> dict[str, Any]:
     """Gross and net energy per request (and per output token) over a point's windows."""
-    usable = [t for t in windows if not t.excluded and t.requests]
+    # windows that completed no request still count: their seconds and their energy
+    usable = [t for t in windows if not t.excluded and t.requests is not None]
     seconds = sum(t.window_s for t in usable)
     requests = sum(t.requests or 0 for t in usable)
     methods = [r.method for t in usable for r in t.readings if r.in_total]
     out: dict[str, Any] = {
-        "achieved_rate_per_s": requests / seconds if seconds else None,
+        "achieved_rate_per_s": requests / seconds if seconds else None, "completed": requests,
         "energy_per_request_j": None, "energy_per_request_ci95_j": None,
         "net_energy_per_request_j": None, "energy_per_token_j": None,
         "idle_power_w": idle, "idle_share": None, "serving_power_w": None,
@@ -261,14 +268,14 @@ def point_energy(windows: list[Trial], idle: float | None) -> dict[str, Any]:
                                                               for f in t.flags})),
     }
     totals = [t.total_energy_j() for t in usable]
-    if not usable or any(e is None for e in totals):
+    if not usable or not requests or any(e is None for e in totals):
         return out
     energy = float(sum(totals))  # type: ignore[arg-type]
     out["energy_per_request_j"] = energy / requests
     out["serving_power_w"] = energy / seconds
-    if len(usable) > 1:
-        out["energy_per_request_ci95_j"] = summarize(
-            [e / t.requests for e, t in zip(totals, usable)]).ci95  # type: ignore[operator]
+    per_window = [e / t.requests for e, t in zip(totals, usable) if t.requests]  # type: ignore[operator]
+    if len(per_window) > 1 and len(per_window) == len(usable):
+        out["energy_per_request_ci95_j"] = summarize(per_window).ci95
     tokens = sum(t.samples for t in usable)
     if tokens and tokens != requests:
         out["energy_per_token_j"] = energy / tokens

@@ -58,14 +58,18 @@ def test_server_scenario_for_text_generation(tmp_path, backend):
         assert row["status"] == "ok" and row["scenario"] == "server", where
         assert not row["serving_errors"], where
         assert row["quality_metric"] == "perplexity" and row["max_batch"] == 4, where
-        assert 0 < row["ttft_p50_s"] <= row["ttft_p99_s"] < 0.5, where
+        assert 0 < row["ttft_p50_s"] <= row["ttft_p99_s"], where
         assert 0 < row["tpot_p50_s"] <= row["tpot_p99_s"], where
         assert row["latency_p50_s"] > row["ttft_p50_s"], where
         assert row["energy_per_request_j"] > 0, where
         # every request completed in a window produced its tokens in it
         assert row["energy_per_token_j"] == pytest.approx(
             row["energy_per_request_j"] / NEW_TOKENS, rel=1e-9), where
-        assert row["goodput_per_s"] > 0 and row["served_agreement"] >= 0.9, where
+        assert row["goodput_per_s"] <= row["achieved_rate_per_s"], where
+        assert row["served_agreement"] >= 0.9, where
+    for row in offered:  # light loads: far inside every bound, nothing saturated
+        assert row["ttft_p99_s"] < 0.5 and not row["saturated"], row
+        assert row["goodput_per_s"] == pytest.approx(row["achieved_rate_per_s"]), row
     # TTFT is arrival to first token: at a light load a request waits alone for the
     # batcher's whole max_wait_ms (5 ms) before its prefill starts
     assert min(offered, key=lambda r: r["offered_rate_per_s"])["ttft_p50_s"] > 0.005

@@ -37,6 +37,7 @@ EXPORTED = (
     "max_rate_under_bound_per_s", "capacity_per_s", "search_probe",
     "closed_loop_latency_p50_s", "closed_loop_latency_p99_s", "served_agreement",
     "loadgen_validity", "loadgen_latency_p99_s", "serving_errors", "serving_notes", "row_id",
+    "batching", "max_rate_is_lower_bound", "completed",
 )
 
 

@@ -74,6 +74,13 @@ class BatchQueue:
             self._items.clear()
             return items
 
+    def take(self, count: int) -> list[Request]:
+        """Up to `count` waiting requests, without waiting (continuous batching admits
+        them between decoding steps)."""
+        with self._cond:
+            n = max(0, min(count, len(self._items)))
+            return [self._items.popleft() for _ in range(n)]
+
     def next_batch(self) -> list[Request] | None:
         """Block for the next batch by the policy; None once closed and empty."""
         with self._cond:

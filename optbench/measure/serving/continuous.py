@@ -25,20 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from optbench.backends.lm.base import Engine
-from optbench.measure.serving.batcher import BatchQueue, Request
+from optbench.measure.serving.batcher import Request
 from optbench.measure.serving.scenario import Scenario
 from optbench.measure.serving.server import ServedModel
 
 log = logging.getLogger(__name__)
-
-
-class AdmissionQueue(BatchQueue):
-    """The batcher's queue, plus taking what waits without blocking (between steps)."""
-
-    def take(self, count: int) -> list[Request]:
-        with self._cond:
-            n = max(0, min(count, len(self._items)))
-            return [self._items.popleft() for _ in range(n)]
 
 
 @dataclass
@@ -68,9 +59,6 @@ class ContinuousServedModel(ServedModel):
         super().__init__(executor, scenario, max_batch, n_inputs, token_mode, clock)
         self.engine = engine
         self._ids = itertools.count(1)  # engine request ids, unique over the engine's life
-
-    def _new_queue(self) -> AdmissionQueue:
-        return AdmissionQueue(self.max_batch, int(self.scenario.max_wait_ms * 1e6), self.clock)
 
     def reset(self) -> None:
         if self.engine.has_unfinished():  # a point must start on an empty engine

@@ -8,7 +8,8 @@ batch's size, whether the cache answered it, tokens produced). Over a measuremen
 - latency (arrival to completion, queueing included), TTFT and TPOT: of the requests that
   arrived inside the window, whenever they completed;
 - goodput: requests completed inside the window within every bound, per second;
-- saturated: the backlog grew through the window (the model cannot keep up).
+- saturated: the backlog grew through the window by more than a stable queue's
+  fluctuation (the model cannot keep up).
 Times are monotonic nanoseconds. Appends come from several threads; each is one
 `list.append`, atomic in CPython.
 """
@@ -22,8 +23,12 @@ import numpy as np
 
 from optbench.measure.serving.batcher import Request
 
-# A window whose completions fall this far behind its arrivals is saturated.
+# A window is saturated when its completions fall behind its arrivals by more than this
+# share of them AND by more than what a stable queue holds at a moment: the requests in
+# flight (`in_flight`, the batcher's max_batch) plus SATURATION_SIGMAS x sqrt(arrivals)
+# of Poisson fluctuation. Short, light windows (a few arrivals) are never called saturated.
 SATURATION_SHORTFALL = 0.05
+SATURATION_SIGMAS = 2.0
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,8 @@ class Ledger:
         tpot = self.tpot_s(d)
         return bounds.tpot_s is None or (tpot is not None and tpot <= bounds.tpot_s)
 
-    def summary(self, open_ns: int, close_ns: int, bounds: Bounds = Bounds()) -> dict[str, Any]:
+    def summary(self, open_ns: int, close_ns: int, bounds: Bounds = Bounds(),
+                in_flight: int = 1) -> dict[str, Any]:
         """The window's figures (see the module docstring)."""
         window_s = (close_ns - open_ns) / 1e9
         if window_s <= 0:
@@ -104,8 +110,9 @@ class Ledger:
         backlog_open = self._backlog(open_ns)
         backlog_close = self._backlog(close_ns)
         shortfall = arrived - len(in_window)
-        saturated = (arrived > 0 and shortfall > SATURATION_SHORTFALL * arrived
-                     and backlog_close > backlog_open)
+        allowed = max(SATURATION_SHORTFALL * arrived,
+                      in_flight + SATURATION_SIGMAS * arrived ** 0.5)
+        saturated = shortfall > allowed and backlog_close > backlog_open
         out: dict[str, Any] = {
             "window_s": window_s,
             "arrived": arrived,

@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 WARMUP_SHARE, WARMUP_MIN_S, DRAIN_SHARE = 0.1, 0.25, 0.05
 SUBWINDOWS = 3
 SERVE_PHASE = "serve"  # the trial phase of a serving point's window
-# The rate search's upward bracket stops at this multiple of the measured capacity.
-SEARCH_CEILING = 4.0
+# The rate search's bracket: at most BRACKET_PROBES probes, upwards first just past the
+# measured capacity (SEARCH_PAST x), then doubling, never beyond SEARCH_CEILING x.
+BRACKET_PROBES, SEARCH_PAST, SEARCH_CEILING = 3, 1.1, 4.0
 
 
 class ServedModel:
@@ -52,6 +53,7 @@ class ServedModel:
         self.ledger = Ledger()
         self.queue = self._new_queue()
         self.drop_backlog = self.flushed = False
+        self.worker: threading.Thread | None = None
         self._flush_lock = threading.Lock()
         self.queue_empty = threading.Event()
 
@@ -72,7 +74,9 @@ class ServedModel:
 
     def stop(self) -> None:
         self.queue.close()
-        self.worker.join()
+        if self.worker is not None:
+            self.worker.join()
+            self.worker = None
 
     # LoadGen's issue thread: stamp, answer hits, enqueue; never block, never raise.
     def issue(self, pairs: list[tuple[int, int]]) -> None:
@@ -248,7 +252,7 @@ class ServingRun:
         self._sleep_until(start + warm_ns)
         # The steady window, metered as up to SUBWINDOWS back-to-back windows: their spread
         # gives the energy figure's interval, their sum the point's totals.
-        edges, trials = [], []
+        edges, trials, parts = [], [], []
         steady_ns = max(close_ns - loop.clock(), 0)
         # as many sub-windows (up to SUBWINDOWS) as the meters' minimum window allows
         count = int(min(SUBWINDOWS, max(1, steady_ns / 1e9 // max(loop.window_s(), 1e-9))))
@@ -263,7 +267,9 @@ class ServingRun:
             else:
                 self._sleep_until(t_open + span_ns if k < count - 1 else close_ns)
             t_close = loop.clock()
-            part = model.ledger.summary(t_open, max(t_close, t_open + 1), self.bounds)
+            part = model.ledger.summary(t_open, max(t_close, t_open + 1), self.bounds,
+                                        self.model.max_batch)
+            parts.append(part)
             trial = loop._close_window(self._index + k, SERVE_PHASE, t_open,
                                        part["tokens"] if model.token_mode else part["completed"],
                                        telemetry)
@@ -272,7 +278,8 @@ class ServingRun:
             if self.scenario.kind == "offline" and model.queue_empty.is_set():
                 break
         edges.append(t_close)
-        figures = model.ledger.summary(edges[0], edges[-1], self.bounds)
+        figures = self.figures(model.ledger.summary(edges[0], edges[-1], self.bounds,
+                                                    self.model.max_batch), parts)
         if figures["saturated"]:
             model.saturated()
         issuer.join()
@@ -301,6 +308,21 @@ class ServingRun:
         self._index += len(trials)
         return point
 
+    @staticmethod
+    def figures(span: dict[str, Any], parts: list[dict[str, Any]]) -> dict[str, Any]:
+        """The point's figures: latency, saturation and the backlog over the whole span;
+        the counts and rates summed over the metered windows, so that they and the energy
+        of those windows cover the same seconds (the gaps between windows left out)."""
+        seconds = sum(p["window_s"] for p in parts)
+        counts = {k: sum(p[k] for p in parts) for k in ("arrived", "completed", "tokens")}
+        good = sum(p["goodput_per_s"] * p["window_s"] for p in parts)
+        return {**span, **counts, "window_s": seconds,
+                "achieved_rate_per_s": counts["completed"] / seconds,
+                "arrival_rate_per_s": counts["arrived"] / seconds,
+                "goodput_per_s": good / seconds,
+                "windows": [{k: p[k] for k in ("window_s", "arrived", "completed", "tokens")}
+                            for p in parts]}
+
     def _sleep_until(self, deadline_ns: int) -> None:
         while (left := deadline_ns - self.loop.clock()) > 0:
             self.sleep(min(left / 1e9, 0.05))
@@ -312,14 +334,19 @@ class ServingRun:
         lo = max((r for r, ok in holds.items() if ok), default=None)
         hi = min((r for r, ok in holds.items() if not ok and (lo is None or r > lo)),
                  default=None)
-        for _ in range(3):  # bracket: go up (all held) or down (none held)
+        for _ in range(BRACKET_PROBES):  # bracket: go up (all held) or down (none held)
             if lo is not None and hi is not None:
                 break
-            rate = (min(lo * 2, ceiling) if hi is None else hi / 4)  # type: ignore[operator]
-            if hi is None and lo is not None and lo >= ceiling:
-                break
-            ok = self.point(rate, probe=True).holds(self.bounds)
-            if ok:
+            if hi is None:
+                assert lo is not None
+                if lo >= ceiling:
+                    break
+                # the capacity is where the queue must fail: past it first, then doubling
+                past = SEARCH_PAST * self.capacity_per_s
+                rate = min(past if lo < past else lo * 2, ceiling)
+            else:
+                rate = hi / 4
+            if self.point(rate, probe=True).holds(self.bounds):
                 lo = rate if lo is None or rate > lo else lo
             else:
                 hi = rate if hi is None or rate < hi else hi
@@ -332,6 +359,8 @@ class ServingRun:
                     hi = mid
         self.max_rate = lo
         self.search_bracket = (lo, hi)
+        # without a failing rate above it, the maximum found is only a lower bound
+        self.max_rate_is_lower_bound = lo is not None and hi is None
 
     def details(self) -> dict[str, Any]:
         return {
@@ -344,5 +373,6 @@ class ServingRun:
                          "tpot": self.bounds.tpot_s},
             "max_rate_under_bound_per_s": getattr(self, "max_rate", None),
             "search_bracket_per_s": list(getattr(self, "search_bracket", (None, None))),
+            "max_rate_is_lower_bound": getattr(self, "max_rate_is_lower_bound", None),
             "points": [p.to_dict() for p in self.points],
         }
