@@ -137,7 +137,7 @@ def test_a_request_joins_the_running_batch_and_finishes_on_its_own(monkeypatch):
     assert a.first_token_ns < b.first_token_ns < a.done_ns < b.done_ns
     assert b.first_token_ns >= b.arrival_ns
     assert (a.batch, b.batch) == (2, 2)  # 13 requests-in-flight over 8 steps each
-    assert model.executor.agreed == model.executor.compared == 2
+    assert model.executor.agreement() == (2, 2)
     assert not model.ledger.errors and model.queue_empty.is_set()
     summary = model.ledger.summary(a.arrival_ns, b.done_ns + 1)
     assert summary["tokens"] == 16 and summary["completed"] == 2
@@ -153,7 +153,7 @@ def test_max_batch_caps_the_requests_in_flight(monkeypatch):
     assert engine.history == [[1, 2]] * 4 + [[3]] * 4
     assert [c for c in model.sut.calls if c[0] == "complete"] == [
         ("complete", 1, 4), ("complete", 2, 4), ("complete", 3, 4)]
-    assert model.executor.agreed == 3
+    assert model.executor.agreement()[0] == 3
 
 
 def test_a_failed_step_completes_its_requests_once_and_serving_goes_on(monkeypatch):
@@ -191,7 +191,7 @@ def test_under_loadgen_every_request_gets_its_own_first_token_and_tokens():
     assert not model.sut.callback_errors and not model.ledger.errors
     assert len(done) == len(model.ledger.arrivals) == int(verdict["result_query_count"]) > 10
     assert all(d.tokens == 4 and d.arrival_ns <= d.first_token_ns < d.done_ns for d in done)
-    assert model.executor.agreed == len(done)
+    assert model.executor.agreement()[0] == len(done)
     figures = model.ledger.summary(min(model.ledger.arrivals), max(d.done_ns for d in done) + 1,
                                    Bounds(ttft_s=1.0))
     assert figures["goodput_per_s"] == pytest.approx(figures["achieved_rate_per_s"])

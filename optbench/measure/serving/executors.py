@@ -1,7 +1,12 @@
 """What the serving worker does with one batch: a vision backend's forward pass, or a
-text generator's `generate`. Each returns one output per request and checks it against
-the closed-loop accuracy pass's output for the same input (`agreed`), so a serving run
-says whether batching, padding or the cache changed any answer."""
+text generator's `generate`. Each returns one output per request and keeps it to compare
+with the closed-loop accuracy pass's output for the same input (`agreement()`), so a
+serving run says whether batching, padding or the cache changed any answer. The
+comparison runs after the point, off the serving path: right after a wait, even a small
+numpy comparison cost ~80 us on the 2-core VM (docs/serving.md).
+
+`probe` tries every batch size up to max_batch: a runtime loaded for one static shape
+refuses the others, and is then fed padded batches."""
 
 from __future__ import annotations
 
@@ -10,8 +15,36 @@ from typing import Any
 
 import numpy as np
 
+# Served answers kept per run for the comparison; beyond this many, the rest go unchecked.
+MAX_CHECKED = 50_000
 
-class VisionExecutor:
+
+class Agreement:
+    """Served answers kept on the serving path (one list append), compared later."""
+
+    def __init__(self) -> None:
+        self._kept: list[tuple[Sequence[int], Any]] = []
+        self._count = 0
+        self.compared = self.agreed = 0
+
+    def check(self, indices: Sequence[int], outputs: Any) -> None:
+        if self._count < MAX_CHECKED:
+            self._kept.append((indices, outputs))
+            self._count += len(indices)
+
+    def agreement(self) -> tuple[int, int]:
+        """(agreed, compared) over every answer kept so far."""
+        kept, self._kept = self._kept, []
+        for indices, outputs in kept:
+            self.compared += len(indices)
+            self.agreed += self.agree(indices, outputs)
+        return self.agreed, self.compared
+
+    def agree(self, indices: Sequence[int], outputs: Any) -> int:
+        raise NotImplementedError
+
+
+class VisionExecutor(Agreement):
     """Stacks the requested inputs into one batch; `pad_to` pads a short batch for a
     runtime loaded for one static batch size (the padding rows are computed, then
     discarded: what a static-shape deployment pays)."""
@@ -20,11 +53,11 @@ class VisionExecutor:
 
     def __init__(self, backend: Any, inputs: np.ndarray, reference: np.ndarray,
                  pad_to: int | None = None) -> None:
+        super().__init__()
         self.backend = backend
         self.inputs = inputs
         self.reference_top1 = reference.argmax(axis=-1)
         self.pad_to = pad_to
-        self.compared = self.agreed = 0
 
     def run(self, indices: Sequence[int], on_first_token: Callable[[], None]) -> list[Any]:
         idx = np.asarray(indices)
@@ -36,10 +69,9 @@ class VisionExecutor:
         self.check(indices, outputs)
         return list(outputs)
 
-    def check(self, indices: Sequence[int], outputs: np.ndarray) -> None:
+    def agree(self, indices: Sequence[int], outputs: Any) -> int:
         top1 = np.asarray(outputs).reshape(len(indices), -1).argmax(axis=-1)
-        self.compared += len(indices)
-        self.agreed += int((top1 == self.reference_top1[np.asarray(indices)]).sum())
+        return int((top1 == self.reference_top1[np.asarray(indices)]).sum())
 
     def probe(self, max_batch: int) -> bool:
         """Whether every batch size 1..max_batch runs and returns as many rows (this also
@@ -56,7 +88,7 @@ class VisionExecutor:
         return True
 
 
-class TextExecutor:
+class TextExecutor(Agreement):
     """One `generate` call for the batch's prompts, `new_tokens` each; the first decoding
     step's callback marks every request's first token. `pad_to` repeats the batch's own
     prompts up to a static batch size (all prompts have the same length, so no attention
@@ -69,13 +101,13 @@ class TextExecutor:
 
     def __init__(self, lm: Any, prompts: np.ndarray, reference_tokens: np.ndarray,
                  new_tokens: int, pad_to: int | None = None) -> None:
+        super().__init__()
         self.lm = lm
         self.prompts = prompts
         self.reference = reference_tokens
         self.new_tokens = new_tokens
         self.tokens_per_request = new_tokens
         self.pad_to = pad_to
-        self.compared = self.agreed = 0
 
     def run(self, indices: Sequence[int], on_first_token: Callable[[], None]) -> list[Any]:
         idx = np.asarray(indices)
@@ -98,11 +130,9 @@ class TextExecutor:
         self.check(indices, tokens)
         return list(tokens)
 
-    def check(self, indices: Sequence[int], tokens: Sequence[np.ndarray]) -> None:
-        """Count the served generations equal to the quality pass's for the same prompt."""
-        self.compared += len(indices)
-        self.agreed += int(sum(np.array_equal(t, self.reference[i])
-                               for t, i in zip(tokens, indices)))
+    def agree(self, indices: Sequence[int], tokens: Any) -> int:
+        """The served generations equal to the quality pass's for the same prompt."""
+        return int(sum(np.array_equal(t, self.reference[i]) for t, i in zip(tokens, indices)))
 
     def probe(self, max_batch: int) -> bool:
         """Whether every batch size 1..max_batch generates one row per prompt."""

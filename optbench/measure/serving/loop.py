@@ -54,13 +54,13 @@ def _serve(loop: MeasuredLoop, executor: Any, scenario: Scenario, max_batch: int
         if loop.protocol.idle_after:
             trials.append(loop.idle_baseline(len(trials)))
     details = run.details()
+    agreed, compared = executor.agreement()
     details.update(batching="static" if engine is None else "continuous",
                    max_batch=max_batch, max_wait_ms=scenario.max_wait_ms,
                    variable_batch=variable, cache_size=scenario.cache_size,
                    repeat_skew=scenario.repeat_skew, duration_s=scenario.duration_s,
-                   served_agreement=(executor.agreed / executor.compared
-                                     if executor.compared else None),
-                   served_compared=executor.compared,
+                   served_agreement=agreed / compared if compared else None,
+                   served_compared=compared,
                    traffic_engine="mlcommons-loadgen (non-MLPerf settings: no mlperf.conf)")
     return trials, details
 

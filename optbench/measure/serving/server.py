@@ -140,8 +140,8 @@ class ServedModel:
                 for r, output in zip(batch, outputs):
                     self.cache.put(r.index, output)
             self._finish(batch, first[0] if first else None, hit=False)
-            if self.queue.depth() == 0:
-                self.queue_empty.set()
+            if self.scenario.kind == "offline" and self.queue.depth() == 0:
+                self.queue_empty.set()  # the offline window closes on it
 
     def _finish(self, batch: list[Request], first_token_ns: int | None, hit: bool) -> None:
         tokens = self.executor.tokens_per_request
