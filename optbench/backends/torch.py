@@ -156,7 +156,13 @@ class TorchBackend(Backend):
         return tensor
 
     def infer(self, inputs: Any) -> Any:
-        return self.model(inputs)
+        import torch
+
+        if torch.is_inference_mode_enabled():
+            return self.model(inputs)
+        # inference mode is per thread: a serving worker thread enters it here
+        with torch.inference_mode():
+            return self.model(inputs)
 
     def infer_timed(self, inputs: Any) -> tuple[Any, float | None]:
         if self.device != "cuda":
@@ -166,7 +172,7 @@ class TorchBackend(Backend):
         start = torch.cuda.Event(enable_timing=True)
         end = torch.cuda.Event(enable_timing=True)
         start.record()
-        out = self.model(inputs)
+        out = self.infer(inputs)
         end.record()
         end.synchronize()
         return out, start.elapsed_time(end) / 1e3

@@ -135,8 +135,9 @@ class ContinuousServedModel(ServedModel):
         self._complete([r], f.tokens)
 
     def _fail(self, failed: list[InFlight], exc: Exception) -> None:
+        if not self.ledger.errors:  # the first one in full; the rest are counted
+            log.error("serving engine failed", exc_info=exc)
         self.ledger.errors.append(f"{type(exc).__name__}: {exc}")
-        log.error("serving engine failed", exc_info=exc)
         if self.token_mode:
             pending = [f.request.id for f in failed if f.first_token_ns is None]
             if pending:

@@ -130,8 +130,9 @@ class ServedModel:
             try:
                 outputs = self.executor.run([r.index for r in batch], first_token)
             except Exception as exc:  # noqa: BLE001 - a failed batch must still complete
+                if not self.ledger.errors:  # the first one in full; the rest are counted
+                    log.exception("serving batch failed")
                 self.ledger.errors.append(f"{type(exc).__name__}: {exc}")
-                log.exception("serving batch failed")
                 if self.token_mode and not first:
                     self.sut.first_token([r.id for r in batch])
                 self._complete(batch, 0)
@@ -286,6 +287,11 @@ class ServingRun:
         model.stop()
         if failure:
             raise failure[0]
+        if model.ledger.errors or model.sut.callback_errors:
+            # a configuration that fails requests has no serving figures to trust
+            errors = model.ledger.errors + model.sut.callback_errors
+            raise RuntimeError(f"serving at {label}: {len(errors)} failed batch(es), the "
+                               f"first: {errors[0]}")
         figures["dropped"] = sum(1 for x in model.ledger.done if x.dropped)
         notes = []
         shortest = min(t.window_s for t in trials)
