@@ -108,12 +108,27 @@ def wait_for(condition, timeout_s=10.0):
         time.sleep(0.005)
 
 
+def start(model):
+    """A fresh point with the model serving on a thread of its own (ServingRun serves on
+    the calling thread while LoadGen issues on another; here the test issues)."""
+    model.reset()
+    worker = threading.Thread(target=model.work, daemon=True)
+    worker.start()
+    return worker
+
+
+def stop(model, worker):
+    model.queue.close()
+    worker.join(timeout=10)
+    assert not worker.is_alive()
+
+
 def serve(model, batch, expect):
     """Issue one batch of (response id, prompt index); wait for `expect` completions."""
-    model.reset()
+    worker = start(model)
     model.issue(batch)
     wait_for(lambda: len(model.ledger.done) >= expect)
-    model.stop()
+    stop(model, worker)
 
 
 def test_a_request_joins_the_running_batch_and_finishes_on_its_own(monkeypatch):
@@ -159,12 +174,12 @@ def test_max_batch_caps_the_requests_in_flight(monkeypatch):
 def test_a_failed_step_completes_its_requests_once_and_serving_goes_on(monkeypatch):
     engine = ScriptedEngine(fail_at={2})
     model = served(engine, new_tokens=4, monkeypatch=monkeypatch)
-    model.reset()
+    worker = start(model)
     model.issue([(1, 0), (2, 1)])
     wait_for(lambda: len(model.sut.calls) >= 4)
     model.issue([(3, 2)])
     wait_for(lambda: bool(model.ledger.done))
-    model.stop()
+    stop(model, worker)
     # step 1 gave both their first token; step 2 failed: completed with no tokens, no
     # second FirstTokenComplete, and aborted in the engine
     assert model.sut.calls[:4] == [("first", 1), ("first", 2), ("complete", 1, 1),
@@ -182,9 +197,9 @@ def test_under_loadgen_every_request_gets_its_own_first_token_and_tokens():
     engine = ScriptedEngine(step_s=0.002)
     model = served(engine, new_tokens=4, max_batch=4)
     try:
-        model.reset()
+        worker = start(model)
         verdict = model.sut.run(Traffic("server", 1.5, 20.0, token_latencies=True))
-        model.stop()
+        stop(model, worker)
     finally:
         model.close()
     done = model.ledger.done
