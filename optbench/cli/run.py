@@ -185,7 +185,14 @@ class SweepProgress:
             quality = metrics.get(result.quality_metric)
             p50 = percentile(result.latencies_s, 50) * 1e3 if result.latencies_s else None
             detail = f"{result.quality_metric}={quality:.4f}" if quality is not None else ""
-            detail += f"  p50 {p50:.3g} ms" if p50 is not None else ""
+            serving = result.details.get("serving")
+            if serving:  # the closed-loop p50 is not what a serving run is about
+                points = serving["points"]
+                top = serving.get("max_rate_under_bound_per_s")
+                detail += (f"  {len(points)} loads, capacity {serving['capacity_per_s']:.4g}"
+                           " req/s" + (f", p99 bound held to {top:.4g} req/s" if top else ""))
+            else:
+                detail += f"  p50 {p50:.3g} ms" if p50 is not None else ""
             self.console.print(f"[green]ok[/green]      {escape(spec.label())}  {detail}",
                                highlight=False)
         else:
