@@ -75,6 +75,14 @@ class GenerationLoop(MeasuredLoop):
 
     def run_text(self, prompts: np.ndarray, perplexity_windows: np.ndarray,
                  served: Any = None) -> LoopOutput:
+        out, batches = self.closed_loop_text(prompts, perplexity_windows)
+        out.trials, out.window_s = self.trials_phase(batches, served, out.phases_s)
+        out.generation["short_calls"] = self.short_calls  # trials' calls included
+        return out
+
+    def closed_loop_text(self, prompts: np.ndarray, perplexity_windows: np.ndarray
+                         ) -> tuple[LoopOutput, list[np.ndarray]]:
+        """Warm-up, quality and latency passes (no trials yet), and the prompt batches."""
         phases: dict[str, float] = {}
         batches, n_prompts = make_batches(prompts, self.requests_per_call)
 
@@ -84,11 +92,10 @@ class GenerationLoop(MeasuredLoop):
             tokens, nll = self.quality_pass(batches, n_prompts, perplexity_windows)
         with self.phase(phases, "latency_s", "latency pass (TTFT, TPOT)"):
             latencies, timing = self.request_timings(batches)
-        trials, window_s = self.trials_phase(batches, served, phases)
         timing.update(new_tokens=self.new_tokens, requests_per_call=self.requests_per_call,
                       prompt_tokens=int(prompts.shape[1]), short_calls=self.short_calls)
-        return LoopOutput(TextOutputs(tokens, nll), latencies, [], trials, warmup, window_s,
-                          phases, generation=timing)
+        return LoopOutput(TextOutputs(tokens, nll), latencies, [], [], warmup, 0.0,
+                          phases, generation=timing), batches
 
     def quality_pass(self, batches: list[np.ndarray], n_prompts: int,
                      perplexity_windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

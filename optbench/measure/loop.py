@@ -99,6 +99,12 @@ class MeasuredLoop:
 
     def run(self, eval_inputs: np.ndarray, served: Any = None) -> LoopOutput:
         """All phases; with `served` (serve mode) the parent schedules the energy trials."""
+        out, prepared = self.closed_loop(eval_inputs)
+        out.trials, out.window_s = self.trials_phase(prepared, served, out.phases_s)
+        return out
+
+    def closed_loop(self, eval_inputs: np.ndarray) -> tuple[LoopOutput, list[Any]]:
+        """Warm-up, accuracy and latency passes (no trials yet), and the prepared batches."""
         phases: dict[str, float] = {}
         batches, n_eval = make_batches(eval_inputs, self.batch_size)
         prepared = [self.backend.prepare(b) for b in batches]
@@ -110,8 +116,8 @@ class MeasuredLoop:
                                       for p in prepared])[:n_eval]
         with self.phase(phases, "latency_s", "latency pass"):
             latencies, device_latencies = self.latency_pass(prepared)
-        trials, window_s = self.trials_phase(prepared, served, phases)
-        return LoopOutput(outputs, latencies, device_latencies, trials, warmup, window_s, phases)
+        return LoopOutput(outputs, latencies, device_latencies, [], warmup, 0.0,
+                          phases), prepared
 
     def phase(self, phases: dict[str, float], key: str, label: str) -> Any:
         """Announce a phase and record its duration in seconds under `key`."""

@@ -15,13 +15,12 @@ import numpy as np
 
 from optbench.backends.lm.base import Engine
 from optbench.measure.generation import GenerationLoop
-from optbench.measure.loop import LoopOutput, MeasuredLoop, make_batches
+from optbench.measure.loop import LoopOutput, MeasuredLoop
 from optbench.measure.serving.continuous import ContinuousServedModel
 from optbench.measure.serving.executors import TextExecutor, VisionExecutor
 from optbench.measure.serving.scenario import Scenario
 from optbench.measure.serving.server import ServedModel, ServingRun
 from optbench.results.schema import Trial
-from optbench.workloads.text import TextOutputs
 
 
 def _serve(loop: MeasuredLoop, executor: Any, scenario: Scenario, max_batch: int,
@@ -74,22 +73,12 @@ class ServingLoop(MeasuredLoop):
         self.scenario = scenario
 
     def run(self, eval_inputs: np.ndarray, served: Any = None) -> LoopOutput:
-        phases: dict[str, float] = {}
-        batches, n_eval = make_batches(eval_inputs, self.batch_size)
-        prepared = [self.backend.prepare(b) for b in batches]
-        with self.phase(phases, "warmup_s", "warm-up"):
-            warmup = self.warm_up(prepared)
-        with self.phase(phases, "accuracy_s", "accuracy pass"):
-            outputs = np.concatenate([self.backend.to_numpy(self.backend.infer(p))
-                                      for p in prepared])[:n_eval]
-        with self.phase(phases, "latency_s", "latency pass"):
-            latencies, device_latencies = self.latency_pass(prepared)
-        executor = VisionExecutor(self.backend, eval_inputs[:n_eval], outputs)
-        trials, details = _serve(self, executor, self.scenario, self.batch_size, n_eval,
-                                 latencies, False, phases)
-        out = LoopOutput(outputs, latencies, device_latencies, trials, warmup,
-                         self.window_s(), phases)
-        out.serving = details
+        out, _ = self.closed_loop(eval_inputs)
+        n_eval = len(out.outputs)
+        executor = VisionExecutor(self.backend, eval_inputs[:n_eval], out.outputs)
+        out.trials, out.serving = _serve(self, executor, self.scenario, self.batch_size,
+                                         n_eval, out.latencies_s, False, out.phases_s)
+        out.window_s = self.window_s()
         return out
 
 
@@ -105,20 +94,12 @@ class ServingGenerationLoop(GenerationLoop):
 
     def run_text(self, prompts: np.ndarray, perplexity_windows: np.ndarray,
                  served: Any = None) -> LoopOutput:
-        phases: dict[str, float] = {}
-        batches, n_prompts = make_batches(prompts, self.requests_per_call)
-        with self.phase(phases, "warmup_s", "warm-up"):
-            warmup = self.warm_up(batches)
-        with self.phase(phases, "accuracy_s", "quality pass (greedy tokens, perplexity)"):
-            tokens, nll = self.quality_pass(batches, n_prompts, perplexity_windows)
-        with self.phase(phases, "latency_s", "latency pass (TTFT, TPOT)"):
-            latencies, timing = self.request_timings(batches)
-        executor = TextExecutor(self.lm, prompts[:n_prompts], tokens, self.new_tokens)
-        trials, details = _serve(self, executor, self.scenario, self.requests_per_call,
-                                 n_prompts, latencies, True, phases, engine=self.lm.engine())
-        timing.update(new_tokens=self.new_tokens, requests_per_call=self.requests_per_call,
-                      prompt_tokens=int(prompts.shape[1]), short_calls=self.short_calls)
-        out = LoopOutput(TextOutputs(tokens, nll), latencies, [], trials, warmup,
-                         self.window_s(), phases, generation=timing)
-        out.serving = details
+        out, _ = self.closed_loop_text(prompts, perplexity_windows)
+        tokens = out.outputs.tokens
+        executor = TextExecutor(self.lm, prompts[:len(tokens)], tokens, self.new_tokens)
+        out.trials, out.serving = _serve(self, executor, self.scenario, self.requests_per_call,
+                                         len(tokens), out.latencies_s, True, out.phases_s,
+                                         engine=self.lm.engine())
+        out.window_s = self.window_s()
+        out.generation["short_calls"] = self.short_calls
         return out
