@@ -8,6 +8,7 @@ with --carbon-intensity. PUE defaults to 1.0 and is labelled as the default.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from optbench.errors import UsageError, closest
@@ -50,12 +51,14 @@ class CarbonSettings:
 def carbon_settings(region: str | None = None, intensity: float | None = None,
                     pue: float | None = None) -> CarbonSettings:
     """Resolve --region / --carbon-intensity / --pue; an explicit intensity wins."""
-    if pue is not None and pue < 1.0:
-        raise UsageError(f"--pue must be at least 1.0, got {pue:g}")
+    # `not (x >= bound)` rather than `x < bound`: NaN compares false both ways.
+    if pue is not None and not (math.isfinite(pue) and pue >= 1.0):
+        raise UsageError(f"--pue must be a finite number of at least 1.0, got {pue:g}")
     pue_value, pue_source = (pue, "user-supplied") if pue is not None else (1.0, "default 1.0")
     if intensity is not None:
-        if intensity < 0:
-            raise UsageError(f"--carbon-intensity must be non-negative, got {intensity:g}")
+        if not (math.isfinite(intensity) and intensity >= 0):
+            raise UsageError(f"--carbon-intensity must be a finite number >= 0, got "
+                             f"{intensity:g}")
         return CarbonSettings(intensity, pue_value, region, "user-supplied", pue_source)
     key = (region or DEFAULT_REGION).strip().lower()
     if key not in INTENSITY_G_PER_KWH:

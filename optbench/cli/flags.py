@@ -9,17 +9,37 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from typer.models import OptionInfo
 
 from optbench.errors import UsageError
 
 DEFAULT_OUT = Path("reports")
-OutOption = typer.Option(DEFAULT_OUT, "--out", "-o", help="output directory (store + report)")
+
+
+def path_parser(flag: str) -> Callable[[Any], Path]:
+    """The parser of a directory option: its value as a Path, an empty one refused, since
+    Path('') is the current directory and `--out ''` (say, an unset shell variable) would
+    write there."""
+    def parse(value: Any) -> Path:
+        if isinstance(value, Path):  # the default, already a Path
+            return value
+        if not str(value).strip():
+            raise UsageError(f"{flag} must not be an empty path (for the current directory, "
+                             f"write {flag} .)")
+        return Path(value)
+
+    return parse
+
+
+OutOption = typer.Option(DEFAULT_OUT, "--out", "-o", parser=path_parser("--out"),
+                         help="output directory (store + report)")
 ResumeOption = typer.Option(False, "--resume", help="skip configurations already ok")
 PrintRecipeOption = typer.Option(False, "--print-recipe", help="show the recipe, run nothing")
 
@@ -46,6 +66,9 @@ CONSTRAINTS = {
         None, "--rate", help="offered load in requests/s: choose among serving runs' points "
                              "within 10% of it, by energy per request")),
 }
+# Options that take comma-separated values, by parameter name: `report_flags` checks each
+# for empty items (naming the flag) before the command runs, whoever splits it later.
+COMMA_LISTS = ("backends", "batch_sizes", "meters", "rates", "max_batch", "max_wait_ms")
 MLFLOW = {
     "mlflow": (bool, typer.Option(False, "--mlflow", help="log runs and the report to MLflow "
                                                           "(local store OUT/mlruns)")),
@@ -69,8 +92,8 @@ def _build(values: dict[str, Any]) -> ReportFlags:
     from optbench.report.recommend import Constraints
 
     price = values.get("price_per_kwh")
-    if price is not None and price < 0:
-        raise UsageError(f"--price-per-kwh must be non-negative, got {price:g}")
+    non_negative("--price-per-kwh", price)
+    non_negative("--max-quality-drop", values.get("max_quality_drop"))
     latency_ms = values.get("max_latency_p99_ms")
     rate = values.get("rate")
     positive("--max-latency-p99-ms", latency_ms)
@@ -93,18 +116,39 @@ def positive(flag: str, value: float | None) -> None:
         raise UsageError(f"{flag} must be a positive number, got {value:g}")
 
 
+def non_negative(flag: str, value: float | None) -> None:
+    """A price or an allowed drop must be a finite number >= 0 (or not given): NaN compares
+    false with everything, so a bare `< 0` test lets it through to disable the check."""
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise UsageError(f"{flag} must be a finite number >= 0, got {value:g}")
+
+
 def report_flags(constraints: bool = False, mlflow: bool = False) -> Callable[..., Any]:
-    """Decorator: the command takes `flags: ReportFlags` in place of the shared options."""
+    """Decorator: the command takes `flags: ReportFlags` in place of the shared options.
+
+    It also guards the command's own options: a path option (--out, --dest) refuses an
+    empty value, and a comma-list option (COMMA_LISTS) an empty item."""
     groups = {**CARBON, **(CONSTRAINTS if constraints else {}), **(MLFLOW if mlflow else {})}
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(command, eval_str=True)
         own = [p for p in signature.parameters.values() if p.name != "flags"]
+        for param in own:  # --out, --dest: never an empty path (see path_parser)
+            option = param.default
+            if isinstance(option, OptionInfo) and option.parser is None and _is_path(
+                    param.annotation):
+                option.parser = path_parser(max(option.param_decls, key=len))
         shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
                                     annotation=kind) for name, (kind, option) in groups.items()]
 
+        lists = {p.name: max(p.default.param_decls, key=len) for p in own
+                 if p.name in COMMA_LISTS and isinstance(p.default, OptionInfo)}
+
         @functools.wraps(command)
         def wrapper(**kwargs: Any) -> Any:
+            for name, flag in lists.items():
+                if isinstance(kwargs.get(name), str):
+                    split(kwargs[name], flag)  # raises on an empty item, naming the flag
             values = {name: kwargs.pop(name) for name in groups}
             return command(flags=_build(values), **kwargs)
 
@@ -115,6 +159,23 @@ def report_flags(constraints: bool = False, mlflow: bool = False) -> Callable[..
     return decorate
 
 
-def split(value: str | None) -> list[str]:
-    """A comma-separated flag value as a list, blanks dropped."""
-    return [v.strip() for v in (value or "").split(",") if v.strip()]
+def _is_path(annotation: Any) -> bool:
+    """Path, Optional[Path] or list[Path]."""
+    if annotation is Path:
+        return True
+    return any(_is_path(arg) for arg in typing.get_args(annotation))
+
+
+def split(value: str | None, flag: str | None = None) -> list[str]:
+    """A comma-separated flag value as a list; None is the empty list. An empty item
+    (`1,,2`, a trailing comma, an empty value) is an error naming the flag: dropping it
+    silently would run something other than what was typed."""
+    if value is None:
+        return []
+    name = flag or "a comma-separated option"
+    if not value.strip():
+        raise UsageError(f"{name}: needs at least one value")
+    items = [v.strip() for v in value.split(",")]
+    if not all(items):
+        raise UsageError(f"{name}: empty item in {value!r}; separate values by single commas")
+    return items

@@ -142,6 +142,28 @@ def resolve_model(ref: str) -> ModelRef:
     raise PluginNotFound("model", ref, visible)
 
 
+def check_model(resolved: ModelRef) -> None:
+    """What can be checked of a bring-your-own model before any run, cheaply and in the
+    parent: an ONNX file parses and has one input of static per-sample shape; a local
+    Hugging Face directory has a config, weights and (a causal LM) a tokenizer. Raises
+    UsageError naming the file. Cards are their builders' business. A hub id is fetched
+    into (or found in) the local hub cache here, in the parent: the children measure
+    offline (run/netguard.py), so they must find it there."""
+    if resolved.kind == "onnx":
+        from optbench.models.external import onnx_signature
+
+        onnx_signature(Path(resolved.ref))
+    elif resolved.kind == "hf":
+        from optbench.models.external import check_hf_dir, local_hf_dir
+
+        directory = local_hf_dir(resolved.ref)
+        if directory is None:
+            raise UsageError(f"{resolved.ref}: not a local directory, and no Hugging Face "
+                             "hub or hub cache here has it (pass a directory, or set HF_HOME "
+                             "to a cache)")
+        check_hf_dir(directory)
+
+
 def default_workload(ref: str) -> str:
     """The workload a model is judged by when a recipe does not say: from its card's task,
     or for a Hugging Face directory from its architecture."""

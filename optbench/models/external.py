@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,31 +27,93 @@ def file_digest(*paths: Path) -> str:
     return digest.hexdigest()[:20]
 
 
-def load_onnx(path: Path) -> ModelArtifact:
-    """An ONNX classifier: input shape and output size read from the graph."""
-    import onnx
+@dataclass(frozen=True)
+class OnnxSignature:
+    """What optbench needs from an ONNX graph: one input with a static per-sample shape."""
 
-    model = onnx.load(str(path), load_external_data=False)
+    input_dims: tuple[int, ...]  # -1 for a dynamic dimension (allowed only for the batch)
+    input_dtype: str
+    num_outputs: int
+
+
+def onnx_signature(path: Path) -> OnnxSignature:
+    """Read and check the graph's one input and its output size (weights stay on disk).
+
+    Raises UsageError naming the file for anything optbench cannot run: an empty or
+    unparsable file, a graph without nodes, not exactly one input, a dynamic per-sample
+    dimension or output size, an input that is not a float tensor."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    if not path.is_file():
+        raise UsageError(f"{path}: model file not found")
+    if path.stat().st_size == 0:
+        raise UsageError(f"{path}: the model file is empty (0 bytes)")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, ValueError, RuntimeError, OSError) as exc:
+        raise UsageError(f"{path}: not an ONNX model ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split()) or 'cannot parse'})") from None
+    if model.ir_version <= 0 or not model.graph.node:
+        raise UsageError(f"{path}: not an ONNX model (no IR version or no graph nodes)")
     graph_inputs = [i for i in model.graph.input
                     if i.name not in {init.name for init in model.graph.initializer}]
-    if len(graph_inputs) != 1 or len(model.graph.output) < 1:
+    if len(graph_inputs) != 1:
         raise UsageError(f"{path}: optbench runs single-input models; this one has "
                          f"{len(graph_inputs)} inputs")
+    if not model.graph.output:
+        raise UsageError(f"{path}: the graph has no outputs")
     tensor = graph_inputs[0].type.tensor_type
-    dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim]
+    dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim)
     out_dims = [d.dim_value if d.HasField("dim_value") else -1
                 for d in model.graph.output[0].type.tensor_type.shape.dim]
     if len(dims) < 2 or any(d <= 0 for d in dims[1:]) or not out_dims or out_dims[-1] <= 0:
         raise UsageError(f"{path}: needs a static per-sample input shape and output size "
-                         f"(found input {dims}, output {out_dims})")
+                         f"(found input {list(dims)}, output {out_dims})")
+    if tensor.elem_type not in ONNX_DTYPES:
+        name = onnx.TensorProto.DataType.Name(tensor.elem_type) if tensor.elem_type in \
+            onnx.TensorProto.DataType.values() else str(tensor.elem_type)
+        raise UsageError(f"{path}: input '{graph_inputs[0].name}' is {name}; optbench feeds "
+                         f"float tensors ({', '.join(ONNX_DTYPES.values())})")
+    return OnnxSignature(dims, ONNX_DTYPES[tensor.elem_type], out_dims[-1])
+
+
+def check_hf_dir(path: Path) -> None:
+    """A local Hugging Face model directory that its loader can use: a config.json that is
+    a JSON object, weights (*.safetensors or *.bin), and for a causal LM a tokenizer.
+    Raises UsageError naming the directory."""
+    import json
+
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise UsageError(f"{path}: a directory without config.json, not a Hugging Face model")
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UsageError(f"{config_file}: not readable JSON ({' '.join(str(exc).split())})") \
+            from None
+    if not isinstance(config, dict):
+        raise UsageError(f"{config_file}: expected a JSON object")
+    if not any(p.suffix in (".safetensors", ".bin") for p in path.iterdir() if p.is_file()):
+        raise UsageError(f"{path}: no weights (*.safetensors or *.bin) in the directory")
+    architectures = config.get("architectures") or []
+    causal = any(str(a).endswith(("ForCausalLM", "LMHeadModel")) for a in architectures)
+    if causal and not any((path / name).is_file() for name in TOKENIZER_FILES[1:]):
+        raise UsageError(f"{path}: no tokenizer files; save the tokenizer next to the model")
+
+
+def load_onnx(path: Path) -> ModelArtifact:
+    """An ONNX classifier: input shape and output size read from the graph."""
+    signature = onnx_signature(path)
+    dims = signature.input_dims
     extra = sorted(path.parent.glob(path.name + ".data"))
     return ModelArtifact(
         name=path.stem,
         format="onnx",
         path=str(path),
         input_shape=tuple(dims[1:]),
-        input_dtype=ONNX_DTYPES.get(tensor.elem_type, "float32"),
-        num_outputs=out_dims[-1],
+        input_dtype=signature.input_dtype,
+        num_outputs=signature.num_outputs,
         weights=f"file {path}",
         weights_trained=True,
         digest=file_digest(path, *extra),

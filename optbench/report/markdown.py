@@ -44,10 +44,23 @@ from optbench.report.text import (
     shows_making,
 )
 
+# Every name in the report is user-given (recipe, model, variant, backend options, machine
+# labels, failure reasons), and Markdown viewers render inline HTML and links: `&` and `<`
+# become entities (no tag, no entity, no autolink can start), `[` and `]` are escaped (no
+# link or remote image), `|` cannot end a table cell and a newline cannot end a line.
+ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", "[": "\\[", "]": "\\]", "|": "\\|",
+                         "\n": " ", "\r": " "})
+
 
 def cell(value: Any) -> str:
-    """Text for a Markdown table cell: pipes and newlines cannot break the table."""
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    """User-given text for any place in the report (a table cell, a heading, a list item):
+    shown as the text it is, never as markup (see ESCAPES)."""
+    return str(value).translate(ESCAPES)
+
+
+def code(value: Any) -> str:
+    """Text inside a `code span`: shown literally, so only a backtick could end it."""
+    return " ".join(str(value).replace("`", "'").split())
 
 
 def table_lines(head: list[str] | tuple[str, ...], rows: list[list[str]]) -> list[str]:
@@ -65,8 +78,8 @@ def render_markdown(data: ReportData, groups: list[Group], recs: list[Recommenda
     `model|metric|serving`), `serving` the groups' serving views by the same key."""
     lines = ["# optbench report", ""]
     for eid, env in data.environments.items():
-        lines += [f"Environment `{eid}`: {environment_summary(env)}.",
-                  f"Packages: {packages_summary(env)}.", ""]
+        lines += [f"Environment `{code(eid)}`: {cell(environment_summary(env))}.",
+                  f"Packages: {cell(packages_summary(env))}.", ""]
     lines += [f"> {BOUNDARY}", "", f"CO2: {carbon.describe()}. Energy figures are never "
               "scaled by PUE; CO2 and cost are derived from them.", ""]
     for group, rec in zip(groups, recs):
@@ -105,8 +118,8 @@ def recommendation_lines(rec: Recommendation) -> list[str]:
 
 def group_section(group: Group, rec: Recommendation, figures: list[str]) -> list[str]:
     metric = group.metric
-    lines = [f"## {cell(group.model)}: {metric}", "",
-             f"Quality: {QUALITY_NOTES.get(metric, metric)}.", ""]
+    lines = [f"## {cell(group.model)}: {cell(metric)}", "",
+             f"Quality: {cell(QUALITY_NOTES.get(metric, metric))}.", ""]
     for weights in sorted({r["weights"] for r in group.rows if r.get("weights_trained") is False}):
         lines.append(f"Weights: {cell(weights)} - accuracy cannot be judged; fidelity is.")
         lines.append("")

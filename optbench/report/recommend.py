@@ -9,6 +9,7 @@ interval overlaps the winner's are called out as not distinguishable.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,14 @@ class Constraints:
     rate_per_s: float | None = None  # choose among serving points at this offered rate
 
     def __post_init__(self) -> None:
+        # NaN compares false with everything: a bare `< 0` test would let it disable a bound.
+        drop = self.max_quality_drop
+        if drop is not None and not (math.isfinite(drop) and drop >= 0):
+            raise ValueError(f"max_quality_drop must be a finite number >= 0, got {drop!r}")
+        for name in ("max_latency_p99_s", "rate_per_s"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; "
                              f"choose one of {', '.join(OBJECTIVES)}")

@@ -6,6 +6,8 @@ one; nothing runs before the whole recipe is valid.
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,22 +37,53 @@ SCENARIO_KEYS = ("kind", "rates_per_s", "latency_bound_ms", "ttft_bound_ms", "tp
                  "duration_s", "batching", "samples_per_query", "cache", "search_steps", "seed")
 BATCHING_KEYS = ("max_batch", "max_wait_ms")
 CACHE_KEYS = ("size", "sizes", "repeat_skew")
+# The largest batch a sweep or a dynamic batcher may use. Real inference batches stop well
+# below it (MLPerf offline runs use 256-2048), a batch is padded to its size by repeating
+# the evaluation samples (so beyond the sample count it only repeats inputs), and 4096
+# ImageNet-sized inputs are already 2.5 GB of float32: a larger number is a typo, and was
+# found only in the child, as a failed allocation of terabytes.
+MAX_BATCH_SIZE = 4096
+# The most evaluation samples (images, or prompts) a run may ask for: ImageNet's validation
+# set, the largest evaluation set in common use, holds 50,000. A workload never reads more
+# than its dataset holds, and synthetic inputs are all held in memory (50,000 x 3x224x224
+# float32 is 30 GB), so asking for more could only be capped silently or fail late.
+MAX_EVAL_SAMPLES = 50_000
+
+log = logging.getLogger(__name__)
 
 
 def load_recipe(path: str | Path) -> Recipe:
     """Read and validate a YAML recipe file."""
     path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"recipe {path} is a directory, not a YAML file")
     if not path.is_file():
         raise UsageError(f"recipe file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise RecipeError(str(path), "not a text file (a recipe is UTF-8 YAML)") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read recipe {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise RecipeError(str(path), f"not valid YAML: {exc}") from exc
+        raise RecipeError(str(path), f"not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(data, Mapping):
-        raise RecipeError(str(path), "a recipe must be a mapping of keys to values")
+        kind = "empty" if data is None else f"a {type(data).__name__}"
+        raise RecipeError(str(path), f"a recipe must be a mapping of keys to values; this "
+                          f"one is {kind}")
     data = dict(data)
     data.setdefault("name", path.stem)
     return parse_recipe(data)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error in one line: where, and what."""
+    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+    if mark is not None and problem:
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return " ".join(str(exc).split())
 
 
 def parse_recipe(data: Mapping[str, Any]) -> Recipe:
@@ -68,11 +101,14 @@ def parse_recipe(data: Mapping[str, Any]) -> Recipe:
     batch_sizes = _parse_sweep(data.get("sweep") or {})
     measure = _parse_measure(data.get("measure") or {})
     if data.get("scenario") is None:
+        _note_padding(batch_sizes, workload, measure, model.ref, "recipe.sweep.batch_sizes")
         return Recipe(name, model, workload, backends, variants, batch_sizes, measure, device)
     if "batch_sizes" in (data.get("sweep") or {}):
         raise RecipeError("recipe.sweep.batch_sizes", "a serving scenario batches dynamically: "
                           "give scenario.batching.max_batch instead")
     scenario, batching, cache_sizes = _parse_scenario(data["scenario"])
+    _note_padding([b for b, _ in batching], workload, measure, model.ref,
+                  "recipe.scenario.batching.max_batch")
     return Recipe(name, model, workload, backends, variants, batch_sizes, measure, device,
                   scenario, batching, cache_sizes)
 
@@ -96,7 +132,7 @@ def _required_str(data: Mapping[str, Any], key: str, path: str) -> str:
 
 
 def _parse_model(data: Any) -> ModelSpec:
-    from optbench.models import resolve_model
+    from optbench.models import check_model, resolve_model
 
     if isinstance(data, Mapping):
         _check_keys(data, ("name", "weights"), "recipe.model")
@@ -110,7 +146,9 @@ def _parse_model(data: Any) -> ModelSpec:
     else:
         raise RecipeError("recipe.model", "required: a model card name, a model file, or "
                           "{name: ..., weights: ...}")
-    return ModelSpec(resolve_model(spec.ref).ref, spec.weights)
+    resolved = resolve_model(spec.ref)
+    check_model(resolved)  # a bad .onnx or Hugging Face directory: here, not per run
+    return ModelSpec(resolved.ref, spec.weights)
 
 
 def _parse_workload(data: Mapping[str, Any], model_ref: str) -> WorkloadSpec:
@@ -124,10 +162,13 @@ def _parse_workload(data: Mapping[str, Any], model_ref: str) -> WorkloadSpec:
     if dataset is not None:
         dataset = coerce(dataset, str, "recipe.workload.dataset")
         WORKLOADS.get(kind).validate_dataset(dataset, "recipe.workload.dataset")
+    eval_samples = _positive(data, "eval_samples", "recipe.workload", None)
+    if eval_samples is not None:
+        _check_eval_samples(eval_samples, kind, dataset, model_ref)
     spec = WorkloadSpec(
         kind=kind,
         dataset=dataset,
-        eval_samples=_positive(data, "eval_samples", "recipe.workload", None),
+        eval_samples=eval_samples,
         calibration_samples=_positive(data, "calibration_samples", "recipe.workload", 128),
         train_samples=_positive(data, "train_samples", "recipe.workload", None),
         seed=coerce(data.get("seed", 0), int, "recipe.workload.seed"),
@@ -135,6 +176,56 @@ def _parse_workload(data: Mapping[str, Any], model_ref: str) -> WorkloadSpec:
         new_tokens=_positive(data, "new_tokens", "recipe.workload", None),
     )
     return spec
+
+
+def _eval_dataset(dataset: str | None, model_ref: str) -> str:
+    """The dataset a run evaluates on: the recipe's, else the model card's (as the worker
+    decides)."""
+    from optbench.models import resolve_model
+
+    card = resolve_model(model_ref).card
+    return dataset or (card.dataset if card else None) or "synthetic"
+
+
+def _eval_limit(kind: str, dataset: str | None, model_ref: str) -> int | None:
+    from optbench.workloads import WORKLOADS
+
+    return WORKLOADS.get(kind).eval_limit(_eval_dataset(dataset, model_ref))
+
+
+def _check_eval_samples(count: int, kind: str, dataset: str | None, model_ref: str) -> None:
+    """More samples than a stated bound, or than the dataset holds, is refused here: the
+    workload would otherwise evaluate on fewer while the recipe kept the number asked."""
+    path = "recipe.workload.eval_samples"
+    if count > MAX_EVAL_SAMPLES:
+        raise RecipeError(path, f"{count} is more than the {MAX_EVAL_SAMPLES:,} optbench "
+                          "evaluates on (ImageNet's validation set is 50,000 images)")
+    limit = _eval_limit(kind, dataset, model_ref)
+    if limit is not None and count > limit:
+        raise RecipeError(path, f"{count} is more than the {limit:,} evaluation samples "
+                          f"dataset {_eval_dataset(dataset, model_ref)} holds")
+
+
+def _note_padding(batch_sizes: Any, workload: WorkloadSpec, measure: MeasureSpec,
+                  model_ref: str, path: str) -> None:
+    """A warning (not an error) for a batch larger than the evaluation samples, where their
+    count is known here: each batch then repeats samples to fill itself."""
+    from optbench.measure.presets import PRESETS
+    from optbench.workloads import WORKLOADS
+
+    if WORKLOADS.get(workload.kind).generative:  # prompts are counted their own way
+        return
+    counts = [workload.eval_samples or PRESETS[measure.preset].eval_cap,
+              _eval_limit(workload.kind, workload.dataset, model_ref)]
+    known = [c for c in counts if c is not None]
+    if not known:
+        return
+    samples = min(known)
+    over = [b for b in batch_sizes if b > samples]
+    if over:
+        log.warning("%s: batch size %s is larger than the %d evaluation samples; each batch "
+                    "repeats samples to fill itself (set workload.eval_samples or "
+                    "--eval-samples for more)", path, ", ".join(map(str, over)), samples)
 
 
 def _positive(data: Mapping[str, Any], key: str, path: str, default: int | None) -> int | None:
@@ -168,7 +259,7 @@ def _parse_backends(data: Any) -> tuple[BackendSpec, ...]:
     if not data:
         raise RecipeError("recipe.backends", "required: a list of backend names")
     if isinstance(data, str):
-        data = [b.strip() for b in data.split(",") if b.strip()]
+        data = _comma_items(data, "recipe.backends")
     if isinstance(data, Mapping):
         data = [{k: v} for k, v in data.items()]
     specs: list[BackendSpec] = []
@@ -227,9 +318,11 @@ def _parse_sweep(data: Mapping[str, Any]) -> tuple[int, ...]:
     from optbench.options import coerce
 
     _check_keys(data, SWEEP_KEYS, "recipe.sweep")
-    sizes = coerce(data.get("batch_sizes", [1]), tuple[int, ...], "recipe.sweep.batch_sizes")
+    path = "recipe.sweep.batch_sizes"
+    sizes = coerce(_comma_items(data.get("batch_sizes", [1]), path), tuple[int, ...], path)
     if not sizes or any(b <= 0 for b in sizes):
-        raise RecipeError("recipe.sweep.batch_sizes", f"need positive integers, got {list(sizes)}")
+        raise RecipeError(path, f"need positive integers, got {list(sizes)}")
+    _check_batch_bound(sizes, path)
     if len(set(sizes)) != len(sizes):
         raise RecipeError("recipe.sweep.batch_sizes", f"duplicate batch size in {list(sizes)}")
     return tuple(sizes)
@@ -245,16 +338,14 @@ def _parse_measure(data: Mapping[str, Any]) -> MeasureSpec:
     if preset not in PRESETS:
         raise RecipeError("recipe.measure.preset", f"unknown preset {preset!r}; choose one of "
                           f"{', '.join(PRESETS)}", closest(preset, PRESETS))
-    meters = coerce(data.get("meters", ["auto"]), tuple[str, ...], "recipe.measure.meters")
+    meters = coerce(_comma_items(data.get("meters", ["auto"]), "recipe.measure.meters"),
+                    tuple[str, ...], "recipe.measure.meters")
     meters = tuple(m if m == "auto" else METERS.canonical(m) for m in meters)
-    timeout_s = coerce(data.get("timeout_s", 1800.0), float, "recipe.measure.timeout_s")
-    if timeout_s <= 0:
-        raise RecipeError("recipe.measure.timeout_s", f"must be positive, got {timeout_s}")
+    # A NaN or infinite timeout would disable the watchdog: finite and positive only.
+    timeout_s = _positive_number(data.get("timeout_s", 1800.0), "recipe.measure.timeout_s")
     tdp = data.get("cpu_tdp_w")
     if tdp is not None:
-        tdp = coerce(tdp, float, "recipe.measure.cpu_tdp_w")
-        if tdp <= 0:
-            raise RecipeError("recipe.measure.cpu_tdp_w", f"must be positive, got {tdp}")
+        tdp = _positive_number(tdp, "recipe.measure.cpu_tdp_w")
     estimate = coerce(data.get("estimate", True), bool, "recipe.measure.estimate")
     return MeasureSpec(preset, meters, timeout_s, tdp, estimate)
 
@@ -265,12 +356,33 @@ def _listed(value: Any) -> list[Any]:
 
 def _positive_number(value: Any, path: str, integer: bool = False,
                      zero_ok: bool = False) -> Any:
+    """A finite number > 0 (>= 0 with `zero_ok`): NaN compares false with everything, so
+    `< 0` alone would let it (and infinity) through to disable a bound or a timeout."""
     from optbench.options import coerce
 
     number = coerce(value, int if integer else float, path)
-    if number < 0 or (number == 0 and not zero_ok):
-        raise RecipeError(path, f"must be {'>= 0' if zero_ok else 'positive'}, got {value}")
+    if not (math.isfinite(number) and (number > 0 or (zero_ok and number == 0))):
+        raise RecipeError(path, f"must be {'>= 0' if zero_ok else 'positive'} and finite, "
+                          f"got {value}")
     return number
+
+
+def _comma_items(value: Any, path: str) -> Any:
+    """A comma-separated string as its items, an empty item refused (`1,,2` is a typo, not
+    1,2); anything else as it is."""
+    if not isinstance(value, str):
+        return value
+    items = [v.strip() for v in value.split(",")]
+    if not all(items):
+        raise RecipeError(path, f"empty item in {value!r}; separate values by single commas")
+    return items
+
+
+def _check_batch_bound(sizes: Any, path: str) -> None:
+    too_big = [b for b in sizes if b > MAX_BATCH_SIZE]
+    if too_big:
+        raise RecipeError(path, f"batch size {too_big[0]} is above the limit of "
+                          f"{MAX_BATCH_SIZE}")
 
 
 def _parse_scenario(data: Any) -> tuple[Any, tuple[tuple[int, float], ...], tuple[int, ...]]:
@@ -295,8 +407,7 @@ def _parse_scenario(data: Any) -> tuple[Any, tuple[tuple[int, float], ...], tupl
     elif rates is None or rates == SWEEP:
         sweep, rates_t = True, ()
     else:
-        if isinstance(rates, str):
-            rates = [r.strip() for r in rates.split(",") if r.strip()]
+        rates = _comma_items(rates, f"{path}.rates_per_s")
         rates_t = tuple(_positive_number(r, f"{path}.rates_per_s") for r in _listed(rates))
         if not rates_t:
             raise RecipeError(f"{path}.rates_per_s", "need at least one rate, or 'sweep'")
@@ -340,9 +451,11 @@ def _parse_batching(data: Any, path: str) -> tuple[tuple[int, float], ...]:
         where = f"{path}[{i}]" if isinstance(data, (list, tuple)) else path
         _check_keys(item, BATCHING_KEYS, where)
         batches = [_positive_number(b, f"{where}.max_batch", integer=True)
-                   for b in _listed(item.get("max_batch", 1))]
+                   for b in _listed(_comma_items(item.get("max_batch", 1), f"{where}.max_batch"))]
+        _check_batch_bound(batches, f"{where}.max_batch")
         waits = [_positive_number(w, f"{where}.max_wait_ms", zero_ok=True)
-                 for w in _listed(item.get("max_wait_ms", 0.0))]
+                 for w in _listed(_comma_items(item.get("max_wait_ms", 0.0),
+                                               f"{where}.max_wait_ms"))]
         for b in batches:
             for w in waits:
                 if (b, float(w)) not in policies:

@@ -43,6 +43,12 @@ class Workload(ABC):
     def validate_dataset(cls, dataset: str, path: str) -> None:
         """Raise RecipeError when `dataset` is not something this workload can load."""
 
+    @classmethod
+    def eval_limit(cls, dataset: str) -> int | None:
+        """How many evaluation samples `dataset` holds, where that is known without loading
+        it; None when it is not (a folder of files) or when samples are made on demand."""
+        return None
+
     def check(self) -> None:
         """Raise UsageError for a spec this model cannot be judged by (before any work)."""
 

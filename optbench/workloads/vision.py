@@ -11,7 +11,13 @@ import numpy as np
 from optbench.errors import RecipeError, UsageError, closest
 from optbench.results.schema import Metric
 from optbench.workloads.base import Quality, Workload
-from optbench.workloads.datasets import Split, load_imagefolder, load_mnist, synthetic
+from optbench.workloads.datasets import (
+    MNIST_TEST_DIGITS,
+    Split,
+    load_imagefolder,
+    load_mnist,
+    synthetic,
+)
 
 DATASETS = ("mnist", "synthetic", "imagefolder:<path>")
 
@@ -39,6 +45,10 @@ class VisionClassification(Workload):
                 path, f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}",
                 closest(dataset, ("mnist", "synthetic", "imagefolder:")),
             )
+
+    @classmethod
+    def eval_limit(cls, dataset: str) -> int | None:
+        return MNIST_TEST_DIGITS if dataset == "mnist" else None
 
     @property
     def dataset(self) -> str:

@@ -70,7 +70,8 @@ def group():
 
 def markdown_rows(lines: list[str]) -> list[list[str]]:
     """The cells of every Markdown table line, unescaped."""
-    return [[c.replace("\\|", "|") for c in re.split(r" (?<!\\)\| ", line[2:-2])]
+    return [[html.unescape(re.sub(r"\\([|\[\]])", r"\1", c))
+             for c in re.split(r" (?<!\\)\| ", line[2:-2])]
             for line in lines if line.startswith("| ")]
 
 
@@ -134,7 +135,7 @@ def test_cells_escape_their_own_way(group):
     assert "<b>" not in page and "ort|&lt;b&gt;" in page
     assert "int8 &amp; &lt;i&gt;x&lt;/i&gt;" in page and 'class="l est">unavailable' in page
     md = "\n".join(group_section(group, recommend(group, Constraints()), []))
-    assert "| ort\\|<b> |" in md and "gpu\\|box (H200)" in md
+    assert "| ort\\|&lt;b> |" in md and "gpu\\|box (H200)" in md and "<b>" not in md
     assert "- (no \\| counters)" in md and "- (no | counters)" in page
 
 
