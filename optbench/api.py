@@ -3,6 +3,9 @@
     import optbench.api as ob
     df = ob.runs("reports")                      # one row per configuration (pandas)
     rec = ob.recommend("reports", objective="energy", max_quality_drop=0.01)
+
+Stores are opened read-only (`report.data.load`): reading one writes nothing, works on
+read-only media and beside a sweep that is writing it.
 """
 
 from __future__ import annotations

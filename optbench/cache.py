@@ -44,6 +44,12 @@ def atomic_path(path: Path, companions: tuple[str, ...] = ()) -> Iterator[Path]:
         for suffix in companions:
             tmp.with_suffix(suffix).replace(path.with_suffix(suffix))
         tmp.replace(path)
+    except OSError as exc:
+        # A write to an open file names no file, and the temporary name means nothing to
+        # a user: the error names the file being written (`cannot write PATH: ...`).
+        if exc.errno is not None and (exc.filename is None or str(exc.filename) == str(tmp)):
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     finally:
         for leftover in (tmp, *(tmp.with_suffix(s) for s in companions)):
             leftover.unlink(missing_ok=True)

@@ -40,10 +40,14 @@ class ReportData:
 
 
 def load(outs: list[Path], carbon: CarbonSettings, price_per_kwh: float | None) -> ReportData:
-    """Summary rows of the latest runs of every store; ids made unique across stores."""
+    """Summary rows of the latest runs of every store; ids made unique across stores.
+
+    Stores are opened read-only: reading writes nothing (a store on read-only media can be
+    reported, a file that is not a store is left as it is) and never waits for a writer.
+    """
     data = ReportData([], sources=[str(o) for o in outs])
     for index, out in enumerate(outs):
-        store = Store.open(out, must_exist=True)
+        store = Store.open(out, readonly=True)
         try:
             for run in latest_runs(store.runs()):
                 row = summarize_run(run, carbon, price_per_kwh)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
+from optbench.cache import atomic_path
 from optbench.report.analysis import Group, measured, provenance_groups
 from optbench.report.columns import PLOTTED
 from optbench.report.serving import LOAD_FIGURES, ServingView, load_series, spans_decades
@@ -16,6 +18,20 @@ log = logging.getLogger(__name__)
 
 def slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+def save(fig: Any, directory: Path, base: str, drawn: list[str]) -> None:
+    """The figure as PNG and SVG, each renamed into place once complete (a full disk leaves
+    the previous file, not half of one); the figure is closed whatever happens."""
+    import matplotlib.pyplot as plt
+
+    try:
+        for ext in ("png", "svg"):
+            with atomic_path(directory / f"{base}.{ext}") as tmp:
+                fig.savefig(tmp, dpi=120, format=ext)
+            drawn.append(f"{directory.name}/{base}.{ext}")
+    finally:
+        plt.close(fig)
 
 
 def draw_group(group: Group, directory: Path) -> list[str]:
@@ -72,10 +88,7 @@ def draw_group(group: Group, directory: Path) -> list[str]:
         ax.legend(loc="lower right", fontsize=8)
         fig.tight_layout()
         base = f"{slug(group.model)}-{slug(group.metric)}-{stem}"
-        for ext in ("png", "svg"):
-            fig.savefig(directory / f"{base}.{ext}", dpi=120)
-            drawn.append(f"{directory.name}/{base}.{ext}")
-        plt.close(fig)
+        save(fig, directory, base, drawn)
     return drawn
 
 
@@ -132,8 +145,5 @@ def draw_serving(view: ServingView, directory: Path) -> list[str]:
         ax.legend(fontsize=8)
         fig.tight_layout()
         base = f"{slug(view.group.model)}-{slug(view.group.metric)}-{stem}"
-        for ext in ("png", "svg"):
-            fig.savefig(directory / f"{base}.{ext}", dpi=120)
-            drawn.append(f"{directory.name}/{base}.{ext}")
-        plt.close(fig)
+        save(fig, directory, base, drawn)
     return drawn

@@ -1,8 +1,10 @@
 """Render one or more stores: Markdown, PNG/SVG figures and a self-contained HTML page.
 
 Everything lands in `DEST/<name>/` (index.html, report.md, figures/), where `name` is the
-most recent recipe in the store unless given. Reports state the measurement boundary,
-keep estimated energy apart from measured, and end with a recommendation.
+most recent recipe in the store unless given. Reports state the measurement boundary, keep
+estimated energy apart from measured, and end with a recommendation. Each file is written
+to a temporary file renamed into place (`cache.atomic_path`): a failure never leaves a
+half-written one.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from optbench.cache import atomic_path
 from optbench.carbon import CarbonSettings, carbon_settings
 from optbench.report.analysis import analyse
 from optbench.report.data import ReportData, load
@@ -25,6 +28,14 @@ class RenderedReport:
     markdown: Path
     html: Path | None
     figures: list[Path]
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write `path` whole or not at all: a full disk leaves the previous file as it was and
+    removes the temporary one; even a SIGKILL mid-write leaves only a hidden `.NAME.tmpPID`
+    file beside it, never a half-written report under the real name."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def report_name(data: ReportData, name: str | None) -> str:
@@ -46,14 +57,13 @@ def render(outs: list[Path], dest: Path | None = None, carbon: CarbonSettings | 
     for key, view in serving.items():
         figures[f"{key}|serving"] = draw_serving(view, directory / "figures")
     markdown = directory / "report.md"
-    markdown.write_text(render_markdown(data, groups, recs, carbon, figures, serving))
+    write_text(markdown, render_markdown(data, groups, recs, carbon, figures, serving))
     page = None
     if html:
         from optbench.report.html import render_html
 
         page = directory / "index.html"
         title = f"optbench report: {', '.join(data.recipes) or 'no runs'}"
-        page.write_text(render_html(data, groups, recs, carbon, title, serving),
-                        encoding="utf-8")
+        write_text(page, render_html(data, groups, recs, carbon, title, serving))
     drawn = [directory / p for paths in figures.values() for p in paths]
     return RenderedReport(directory, markdown, page, drawn)

@@ -7,7 +7,6 @@ pipelines) and the sweep; `Recipe.expand()` yields one RunSpec per point, and
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 from collections.abc import Mapping
@@ -18,6 +17,7 @@ from typing import Any
 import yaml
 
 from optbench.measure.serving.scenario import Scenario
+from optbench.results.identity import spec_key
 
 Options = tuple[tuple[str, Any], ...]
 DEVICES = ("auto", "cpu", "cuda")
@@ -115,13 +115,9 @@ class RunSpec:
     scenario: Scenario | None = None  # a serving scenario; batch_size is its max_batch
 
     def key(self) -> str:
-        """Stable hash of everything that defines the measurement (the recipe name excluded)."""
-        data = self.to_dict()
-        data.pop("recipe")
-        if data.get("scenario") is None:
-            data.pop("scenario", None)  # keys of closed-loop specs predate scenarios
-        blob = json.dumps(data, sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        """Stable hash of everything that changes the measurement: not the recipe name,
+        not the timeout (`results.identity.NOT_IDENTITY`)."""
+        return spec_key(self.to_dict())
 
     def label(self) -> str:
         model = Path(self.model.ref).name if "/" in self.model.ref else self.model.ref
