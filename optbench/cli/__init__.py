@@ -1,6 +1,6 @@
 """The `optbench` command: one module per command group, one error boundary (cli/app.py).
 
-run.py: compare, run. report.py: report, recommend, export. inspect.py: ls, env.
+run.py: compare, run, import. report.py: report, recommend, export. inspect.py: ls, env.
 Arguments become a Recipe or report settings; the work itself lives in the layers below.
 The command modules are imported in the order `optbench --help` lists them.
 """

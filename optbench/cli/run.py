@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
@@ -90,7 +93,7 @@ def compare(
         "sweep": {"batch_sizes": split(batch_sizes)},
         "measure": {"preset": preset, "timeout_s": timeout_s, "meters": split(meters),
                     "estimate": not no_estimate,
-                    **({"cpu_tdp_w": cpu_tdp_w} if cpu_tdp_w else {})},
+                    **({"cpu_tdp_w": cpu_tdp_w} if cpu_tdp_w is not None else {})},
         "workload": {k: v for k, v in (("dataset", dataset), ("eval_samples", eval_samples),
                                        ("new_tokens", new_tokens),
                                        ("prompt_tokens", prompt_tokens)) if v is not None},
@@ -138,11 +141,70 @@ def _execute(recipe: Any, out: Path, resume: bool, print_recipe: bool,
         out_console.print(recipe.to_yaml(), end="", highlight=False)
         return
     from optbench.cli.report import render_report
-    from optbench.run.sweep import Runner
+    from optbench.run.sweep import Runner, SweepInterrupted
 
-    with SweepProgress(console) as events:
-        Runner(out, events).run(recipe, resume=resume)
+    runner = Runner(out, events := SweepProgress(console))
+    try:
+        with events, stop_signals_interrupt():
+            runner.run(recipe, resume=resume)
+    except SweepInterrupted as stop:
+        say_interrupted(stop, out)
+        raise typer.Exit(128 + stop.signum) from None
     render_report([out], flags)
+    if runner.kept_on_disk:
+        console.print(f"[red]error:[/red] {len(runner.kept_on_disk)} finished result(s) could "
+                      f"not be written to the locked store and are kept in {out / 'pending'}; "
+                      f"add them with `optbench import --out {escape(str(out))}`",
+                      highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    if runner.results and all(r.status == "failed" for r in runner.results):
+        console.print("[red]error:[/red] every configuration failed: the reasons are above, "
+                      f"the logs in {escape(str(out / 'logs'))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+@contextmanager
+def stop_signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP stop a sweep as Ctrl-C does (children stopped, what finished
+    kept), instead of killing the parent with its children left running."""
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(signum)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def say_interrupted(stop: Any, out: Path) -> None:
+    name = signal.Signals(stop.signum).name
+    stopped = f"; stopped and not recorded: {', '.join(stop.stopped)}" if stop.stopped else ""
+    console.print(f"[yellow]interrupted[/yellow] by {name}: {stop.kept} of {stop.total} "
+                  f"configuration(s) finished and kept in {escape(str(out))}{escape(stopped)}. "
+                  f"`--resume` continues the sweep; `optbench report --out "
+                  f"{escape(str(out))}` shows what was kept.", highlight=False, soft_wrap=True)
+
+
+@app.command(name="import")
+def import_kept(out: Path = OutOption) -> None:
+    """Add results kept on disk (when the store was locked) to the store."""
+    from optbench.results.store import Store
+    from optbench.run.outdir import OutputLock
+    from optbench.run.pending import PENDING_DIR, import_pending, pending_files
+
+    if not pending_files(out):
+        console.print(f"nothing to import: no kept results in {escape(str(out / PENDING_DIR))}")
+        return
+    with OutputLock(out):
+        store = Store.open(out)
+        try:
+            ids = import_pending(out, store)
+        finally:
+            store.close()
+    console.print(f"imported {len(ids)} result(s) into {escape(str(out))} (runs "
+                  f"{', '.join(map(str, ids))})", highlight=False)
 
 
 class SweepProgress:
@@ -175,6 +237,10 @@ class SweepProgress:
 
     def phase(self, spec: Any, phase: str) -> None:
         self.progress.update(self.task, description=escape(f"{spec.label()}: {phase}"))
+
+    def notice(self, text: str) -> None:
+        self.console.print(f"[yellow]note:[/yellow] {escape(text)}", highlight=False,
+                           soft_wrap=True)
 
     def finished(self, spec: Any, run_id: int | None, result: Any) -> None:
         from optbench.results.stats import percentile

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from optbench.results.schema import RunResult
-from optbench.run.protocol import CACHE_DIR_ENV, CLOSED, PHASE, STATUS_FD_ENV
+from optbench.run.lifeline import PARENT_PID_ENV, STOPPED_EXIT
+from optbench.run.protocol import CACHE_DIR_ENV, CLOSED, PHASE, STATUS_FD_ENV, TEMP_PREFIX
 from optbench.run.recipe import RunSpec
 
 KILL_GRACE_S = 5.0
@@ -35,7 +36,7 @@ class Child:
         self.phase = "starting"
         self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
         self.started = time.monotonic()
-        self._tmp = tempfile.TemporaryDirectory(prefix="optbench-")
+        self._tmp = tempfile.TemporaryDirectory(prefix=TEMP_PREFIX)
         tmp = Path(self._tmp.name)
         spec_path, self.result_path = tmp / "spec.json", tmp / "result.json"
         spec_path.write_text(json.dumps(spec.to_dict()))
@@ -43,9 +44,12 @@ class Child:
         # PCI_BUS_ID makes CUDA number GPUs as NVML does, so cuda:0 is the metered GPU
         env = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", **os.environ,
                STATUS_FD_ENV: str(write_fd), CACHE_DIR_ENV: str(cache),
-               "PYTHONUNBUFFERED": "1"}
+               PARENT_PID_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
         argv = [sys.executable, "-m", "optbench.run.worker", str(spec_path), str(self.result_path)]
-        with log_path.open("w") as log_file:
+        # its own session: a Ctrl-C in the terminal reaches the parent only, which stops
+        # the child and says what it kept; the child watches for the parent's death itself
+        # (run/lifeline.py)
+        with log_path.open("x") as log_file:
             self.proc = subprocess.Popen(
                 argv + (["--serve"] if serve else []),
                 stdin=subprocess.PIPE if serve else subprocess.DEVNULL, stdout=log_file,
@@ -100,6 +104,14 @@ class Child:
         finally:
             self._tmp.cleanup()
 
+    def close(self) -> None:
+        """Stop the child if it still runs and remove its temporary directory (on an
+        interrupted sweep: nothing of it is recorded)."""
+        if self.proc.poll() is None:
+            self.kill()
+        self._reader.join(timeout=2)
+        self._tmp.cleanup()
+
     def kill(self) -> None:
         """SIGTERM the child's process group, then SIGKILL what is left after a grace period."""
         for sig, wait in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, None)):
@@ -127,9 +139,16 @@ class Child:
         code = self.proc.returncode
         if code is not None and code < 0:
             name = signal.Signals(-code).name
-            hint = " - most likely the kernel's out-of-memory killer" if name == "SIGKILL" else ""
+            # SIGKILL cannot be told apart: a user's kill -9, the out-of-memory killer, ...
+            hint = (" (sent by a user's or another process's kill -9, or by the kernel's "
+                    "out-of-memory killer: check `dmesg` or the system journal for an "
+                    "oom-kill line)") if name == "SIGKILL" else ""
             return RunResult("failed", f"child process killed by {name}{hint} during "
                                        f"'{self.phase}' (log: {self.log_path})")
+        if code == STOPPED_EXIT:
+            return RunResult("failed", f"child process stopped by a signal during "
+                                       f"'{self.phase}': {last_line(self.log_path)} "
+                                       f"(log: {self.log_path})")
         return RunResult("failed", f"child process exited with code {code} during "
                                    f"'{self.phase}': {last_line(self.log_path)} "
                                    f"(log: {self.log_path})")

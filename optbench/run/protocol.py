@@ -16,9 +16,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from optbench.results.schema import Trial
+from optbench.run import lifeline
 
 STATUS_FD_ENV = "OPTBENCH_STATUS_FD"
 CACHE_DIR_ENV = "OPTBENCH_CACHE_DIR"
+TEMP_PREFIX = "optbench-"  # the parent's temporary directory for one child (spec, result)
 PHASE, READY, TRIAL, CLOSED = "phase", "ready", "trial", "closed"  # message keys
 CMD_TRIAL, CMD_FINISH = "trial", "finish"  # parent -> child commands
 
@@ -36,8 +38,8 @@ def status_sender() -> Send:
         if fd:
             try:
                 os.write(int(fd), (json.dumps(message) + "\n").encode())
-            except OSError:
-                pass
+            except BrokenPipeError:  # nobody reads: the parent is gone, so is the point
+                lifeline.stop("the status pipe to the parent broke (the parent is gone)")
 
     return send
 

@@ -4,6 +4,11 @@ A crash, hang or out-of-memory kill in one backend becomes a `failed` record wit
 reason, and the sweep goes on. `resume` skips specs already `ok` under the same
 environment. Progress is reported through a RunnerEvents object (the CLI draws it).
 
+Faults around the sweep itself (docs/reliability.md): one sweep per output directory at a
+time (run/outdir.py); Ctrl-C, SIGTERM or SIGHUP stop the children and say what was kept;
+a store locked when a run ends is waited for, then the result is kept on disk
+(run/pending.py) and imported later, never dropped.
+
 Presets that interleave (rigorous) keep a group of configurations loaded at once, each in
 its own child, and ask them for energy trials in turn (A B C A B C, random 0-1 s gaps),
 so thermal drift favours none; each stops when its own confidence interval is tight.
@@ -12,12 +17,13 @@ so thermal drift favours none; each stops when its own confidence interval is ti
 from __future__ import annotations
 
 import logging
+import os
 import random
-import re
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from optbench.backends import BACKENDS
 from optbench.cache import cache_root
@@ -25,18 +31,25 @@ from optbench.env import env_id, fingerprint, git_state
 from optbench.measure.loop import converged
 from optbench.measure.presets import PRESETS
 from optbench.results.schema import RunResult, Trial
-from optbench.results.store import Store, utc_now
+from optbench.results.store import Store, StoreLocked, utc_now
 from optbench.run.child import Child
+from optbench.run.outdir import OutputLock, log_path
+from optbench.run.pending import PENDING_DIR, Record, import_pending, keep
 from optbench.run.protocol import CMD_FINISH, CMD_TRIAL, READY, TRIAL
 from optbench.run.recipe import Recipe, RunSpec
 
 log = logging.getLogger(__name__)
+
+STORE_WAIT_ENV = "OPTBENCH_STORE_WAIT_S"
+STORE_WAIT_S = 300.0  # a finished run waits this long for a locked store, then is kept
+STORE_BUSY_S = 30.0  # each attempt's SQLite busy timeout
 
 
 class RunnerEvents(Protocol):
     def started(self, index: int, total: int, spec: RunSpec) -> None: ...
     def phase(self, spec: RunSpec, phase: str) -> None: ...
     def finished(self, spec: RunSpec, run_id: int | None, result: RunResult) -> None: ...
+    def notice(self, text: str) -> None: ...
 
 
 class SilentEvents:
@@ -48,6 +61,9 @@ class SilentEvents:
 
     def finished(self, spec: RunSpec, run_id: int | None, result: RunResult) -> None:
         log.info("%s: %s %s", spec.label(), result.status, result.reason or "")
+
+    def notice(self, text: str) -> None:
+        log.warning("%s", text)
 
 
 def gpu_visible() -> bool:
@@ -70,8 +86,23 @@ def resolve_device(requested: str, backend: str, has_gpu: bool) -> str:
 class Context:
     store: Store
     env_id: str
+    environment: dict[str, Any]
     git_sha: str | None
     git_dirty: bool | None
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """A sweep stopped by Ctrl-C, SIGTERM or SIGHUP: its children were stopped and what
+    had finished is in the store. `signum` is the signal; `kept` the runs written."""
+
+    def __init__(self, signum: int, kept: int, total: int, stopped: list[str]) -> None:
+        super().__init__(signum)
+        self.signum, self.kept, self.total, self.stopped = signum, kept, total, stopped
+
+
+def store_patience_s() -> float:
+    """How long a finished run waits for a locked store before it is kept on disk."""
+    return float(os.environ.get(STORE_WAIT_ENV) or STORE_WAIT_S)
 
 
 class Runner:
@@ -83,6 +114,9 @@ class Runner:
         self.cache = cache or cache_root()
         self.rng = rng or random.Random()
         self.interleave_group = interleave_group
+        self.results: list[RunResult] = []  # this sweep's, in the order they finished
+        self.kept_on_disk: list[Path] = []  # results the locked store could not take
+        self._live: list[Child] = []
 
     def plan(self, recipe: Recipe) -> list[RunSpec]:
         has_gpu = recipe.device == "auto" and gpu_visible()
@@ -93,52 +127,97 @@ class Runner:
         return specs
 
     def run(self, recipe: Recipe, resume: bool = False) -> list[int]:
-        """Run the recipe's sweep; returns the ids of the runs written."""
+        """Run the recipe's sweep; returns the ids of the runs written. Interrupted (a
+        KeyboardInterrupt, or SIGTERM/SIGHUP turned into one by the caller), it stops its
+        children, removes their temporary files and raises SweepInterrupted."""
         specs = self.plan(recipe)
-        store = Store.open(self.out_dir)
-        try:
-            env = fingerprint()
-            ctx = Context(store, env_id(env), *git_state())
-            store.put_environment(ctx.env_id, env)
-            todo = []
-            for index, spec in enumerate(specs):
-                if resume and store.has_ok(spec.key(), ctx.env_id):
-                    self.events.started(index, len(specs), spec)
-                    self.events.finished(spec, None, RunResult("skipped", "resume: already ok"))
+        written: list[int] = []
+        with OutputLock(self.out_dir):
+            # at least three attempts (each a message) before a result is kept on disk
+            store = Store.open(self.out_dir, busy_timeout_s=min(STORE_BUSY_S,
+                                                                 store_patience_s() / 3))
+            try:
+                imported = import_pending(self.out_dir, store)
+                if imported:
+                    self.events.notice(f"imported {len(imported)} result(s) kept in "
+                                       f"{self.out_dir / PENDING_DIR} into the store")
+                env = fingerprint()
+                ctx = Context(store, env_id(env), env, *git_state())
+                store.put_environment(ctx.env_id, env)
+                todo = []
+                for index, spec in enumerate(specs):
+                    if resume and store.has_ok(spec.key(), ctx.env_id):
+                        self.events.started(index, len(specs), spec)
+                        self.events.finished(spec, None,
+                                             RunResult("skipped", "resume: already ok"))
+                    else:
+                        todo.append((index, spec))
+                # Serving points are metered inside one child, rate by rate: not interleaved.
+                if PRESETS[recipe.measure.preset].interleave and recipe.scenario is None:
+                    self._interleaved(todo, len(specs), ctx, written)
                 else:
-                    todo.append((index, spec))
-            # Serving points are metered inside one child, rate by rate: not interleaved.
-            if PRESETS[recipe.measure.preset].interleave and recipe.scenario is None:
-                return self._interleaved(todo, len(specs), ctx)
-            written = []
-            for index, spec in todo:
-                self.events.started(index, len(specs), spec)
-                child = self._spawn(spec, serve=False)
-                written.append(self._record(ctx, child, child.wait()))
-            return written
-        finally:
-            store.close()
+                    for index, spec in todo:
+                        self.events.started(index, len(specs), spec)
+                        child = self._spawn(spec, serve=False)
+                        self._keep(ctx, child, child.wait(), written)
+            except KeyboardInterrupt as exc:
+                stopped = [c.spec.label() for c in self._live]
+                self._stop_all()
+                signum = exc.args[0] if exc.args and isinstance(exc.args[0], int) \
+                    else signal.SIGINT
+                raise SweepInterrupted(signum, len(written), len(specs), stopped) from None
+            finally:
+                self._stop_all()
+                store.close()
+        return written
+
+    def _stop_all(self) -> None:
+        while self._live:
+            self._live.pop().close()
 
     def _spawn(self, spec: RunSpec, serve: bool) -> Child:
         logs = self.out_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{spec.backend.name}-{spec.variant.name}")[:48]
-        log_path = logs / f"{stamp}-{spec.key()}-{name}.log"
         self.cache.mkdir(parents=True, exist_ok=True)
-        return Child(spec, log_path, self.cache, lambda p: self.events.phase(spec, p), serve)
+        child = Child(spec, log_path(logs, spec.key(), f"{spec.backend.name}-"
+                                     f"{spec.variant.name}"),
+                      self.cache, lambda p: self.events.phase(spec, p), serve)
+        self._live.append(child)
+        return child
 
-    def _record(self, ctx: Context, child: Child, result: RunResult) -> int:
+    def _keep(self, ctx: Context, child: Child, result: RunResult, written: list[int]) -> None:
+        """Store a finished child's result; a store locked past our patience is waited
+        for with a message, and then the result is kept on disk, never dropped."""
+        self._live.remove(child)
+        self.results.append(result)
         started = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - child.wall_s))
-        run_id = ctx.store.add_run(
-            child.spec.to_dict(), child.spec.key(), ctx.env_id, result, git_sha=ctx.git_sha,
-            git_dirty=ctx.git_dirty, started_at=started + "+00:00", finished_at=utc_now(),
-            wall_s=child.wall_s, log_path=str(child.log_path))
+        record = Record(child.spec.to_dict(), child.spec.key(), ctx.env_id, result,
+                        ctx.git_sha, ctx.git_dirty, started + "+00:00", utc_now(),
+                        child.wall_s, str(child.log_path))
+        run_id = None
+        deadline = time.monotonic() + store_patience_s()
+        while run_id is None:
+            try:
+                run_id = record.add_to(ctx.store)
+            except StoreLocked as exc:
+                locked = f"{exc.path} is locked by another process"
+                if time.monotonic() >= deadline:
+                    path = keep(self.out_dir, record, ctx.environment)
+                    self.kept_on_disk.append(path)
+                    self.events.notice(
+                        f"{locked}: kept the result of {child.spec.label()} in {path}; "
+                        f"`optbench import --out {self.out_dir}` adds it to the store "
+                        "(the next run into this directory does too)")
+                    break
+                self.events.notice(f"{locked}; waiting to write the result of "
+                                   f"{child.spec.label()} (up to "
+                                   f"{max(deadline - time.monotonic(), 0):.0f} s more)")
+        if run_id is not None:
+            written.append(run_id)
         self.events.finished(child.spec, run_id, result)
-        return run_id
 
-    def _interleaved(self, todo: list[tuple[int, RunSpec]], total: int, ctx: Context) -> list[int]:
-        written: list[int] = []
+    def _interleaved(self, todo: list[tuple[int, RunSpec]], total: int, ctx: Context,
+                     written: list[int]) -> None:
         for start in range(0, len(todo), self.interleave_group):
             group = todo[start:start + self.interleave_group]
             children = []
@@ -166,5 +245,4 @@ class Runner:
                 if child.proc.poll() is None:
                     child.send(CMD_FINISH)
             for child in children:
-                written.append(self._record(ctx, child, child.wait()))
-        return written
+                self._keep(ctx, child, child.wait(), written)

@@ -37,7 +37,15 @@ from optbench.meters.select import select_meters
 from optbench.models import ModelCard, build_model, resolve_model
 from optbench.options import build_config
 from optbench.results.schema import Metric, RunResult
-from optbench.run.protocol import CACHE_DIR_ENV, PHASE, ServedTrials, status_sender
+from optbench.run import lifeline
+from optbench.run.protocol import (
+    CACHE_DIR_ENV,
+    PHASE,
+    STATUS_FD_ENV,
+    TEMP_PREFIX,
+    ServedTrials,
+    status_sender,
+)
 from optbench.run.recipe import RunSpec
 from optbench.transforms import TRANSFORMS
 from optbench.transforms.base import TransformContext
@@ -244,10 +252,17 @@ def to_result(run: Run, out: LoopOutput, backend_info: dict[str, Any], meters: l
 
 
 def main(argv: list[str]) -> int:
+    from optbench.run import netguard  # first: telemetry off, network guarded (netguard.py)
+
+    netguard.install()
     serve = "--serve" in argv
     spec_path, result_path = (Path(a) for a in argv if a != "--serve")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    status_fd = os.environ.get(STATUS_FD_ENV)
+    # the directory the parent made for this child (spec and result), removed if it dies
+    own_dir = spec_path.parent if spec_path.parent.name.startswith(TEMP_PREFIX) else None
+    lifeline.watch(int(status_fd) if status_fd else None, own_dir)
     spec = RunSpec.from_dict(json.loads(spec_path.read_text()))
     cache = Path(os.environ[CACHE_DIR_ENV])
     send = status_sender()

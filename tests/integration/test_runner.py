@@ -27,6 +27,9 @@ class Events:
     def finished(self, spec, run_id, result):
         self.done.append((spec.backend.label(), result.status, result.reason))
 
+    def notice(self, text):
+        self.phases.append(text)
+
 
 def recipe(backends, timeout_s=60, variants=("fp32",)):
     return parse_recipe({"name": "iso", "model": "fake-mlp", "backends": backends,
