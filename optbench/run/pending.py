@@ -17,6 +17,7 @@ from typing import Any
 
 from optbench.cache import atomic_path
 from optbench.errors import OptbenchError
+from optbench.results.identity import spec_key
 from optbench.results.schema import RunResult
 from optbench.results.store import Store
 
@@ -41,7 +42,8 @@ class Record:
     def add_to(self, store: Store) -> int:
         fields = {k: v for k, v in self.__dict__.items()
                   if k not in ("spec", "spec_key", "env_id", "result")}
-        return store.add_run(self.spec, self.spec_key, self.env_id, self.result, **fields)
+        # the key as this optbench computes it: a record kept by an older one files right
+        return store.add_run(self.spec, spec_key(self.spec), self.env_id, self.result, **fields)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
