@@ -29,7 +29,6 @@ class Record:
     """One finished run as the store takes it."""
 
     spec: dict[str, Any]
-    spec_key: str
     env_id: str
     result: RunResult
     git_sha: str | None
@@ -41,7 +40,7 @@ class Record:
 
     def add_to(self, store: Store) -> int:
         fields = {k: v for k, v in self.__dict__.items()
-                  if k not in ("spec", "spec_key", "env_id", "result")}
+                  if k not in ("spec", "env_id", "result")}
         # the key as this optbench computes it: a record kept by an older one files right
         return store.add_run(self.spec, spec_key(self.spec), self.env_id, self.result, **fields)
 
@@ -57,7 +56,7 @@ class Record:
 
 def keep(out_dir: Path, record: Record, environment: dict[str, Any]) -> Path:
     """Write the record (and its environment) under OUT/pending/; returns the file."""
-    path = out_dir / PENDING_DIR / f"{record.spec_key}-{uuid.uuid4().hex[:8]}.json"
+    path = out_dir / PENDING_DIR / f"{spec_key(record.spec)}-{uuid.uuid4().hex[:8]}.json"
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps({"record": record.to_dict(), "environment": environment},
                                   default=str))

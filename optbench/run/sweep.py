@@ -191,7 +191,7 @@ class Runner:
         self._live.remove(child)
         self.results.append(result)
         started = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - child.wall_s))
-        record = Record(child.spec.to_dict(), child.spec.key(), ctx.env_id, result,
+        record = Record(child.spec.to_dict(), ctx.env_id, result,
                         ctx.git_sha, ctx.git_dirty, started + "+00:00", utc_now(),
                         child.wall_s, str(child.log_path))
         run_id = None

@@ -24,7 +24,7 @@ def test_log_names_in_the_same_second_differ(tmp_path):
 
 
 def test_a_kept_record_holds_everything_the_store_needs(tmp_path):
-    record = Record({"model": {"ref": "m"}}, "key1", "env1", RunResult("ok", None), "sha",
+    record = Record({"model": {"ref": "m"}}, "env1", RunResult("ok", None), "sha",
                     False, "2026-01-01T00:00:00+00:00", "2026-01-01T00:00:01+00:00", 1.0,
                     "log")
     path = keep(tmp_path, record, {"hostname": "h"})
