@@ -7,6 +7,10 @@ import os
 
 import pytest
 
+# No test waits on a download of published weights (models/hub.py): tests of the download
+# path unset this and serve the file from loopback. Child processes inherit it.
+os.environ.setdefault("OPTBENCH_OFFLINE", "1")
+
 
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:

@@ -28,7 +28,7 @@ TEST_CARD_DIR = Path(__file__).parent.parent / "testing" / "cards"
 CARD_KEYS = (
     "name", "task", "summary", "builder", "input_shape", "input_dtype", "num_outputs",
     "dataset", "mean", "std", "reference_quality", "weights", "requires", "hidden", "options",
-    "student",
+    "student", "checkpoints",
 )
 
 
@@ -52,6 +52,9 @@ class ModelCard:
     hidden: bool = False
     options: dict[str, Any] = field(default_factory=dict)
     student: str = ""
+    # published checkpoints the builder accepts, file name -> what it is; the first is
+    # downloaded into torch.hub's cache before a sweep when none is there (models/hub.py)
+    checkpoints: dict[str, str] = field(default_factory=dict)
     path: str = ""
 
 
@@ -75,6 +78,9 @@ def load_card(path: Path) -> ModelCard:
     for key in ("name", "builder", "input_shape", "num_outputs"):
         if key not in data:
             raise RecipeError(f"{path}:{key}", "required in a model card")
+    if not isinstance(data.get("checkpoints") or {}, dict):
+        raise RecipeError(f"{path}:checkpoints", "a mapping of published file name (e.g. "
+                          "resnet50-0676ba61.pth) to what it is")
     return ModelCard(
         name=data["name"],
         builder=data["builder"],
@@ -92,6 +98,8 @@ def load_card(path: Path) -> ModelCard:
         hidden=bool(data.get("hidden", False)),
         options=dict(data.get("options", {})),
         student=data.get("student", ""),
+        checkpoints={str(k): " ".join(str(v).split())
+                     for k, v in (data.get("checkpoints") or {}).items()},
         path=str(path),
     )
 
@@ -142,14 +150,26 @@ def resolve_model(ref: str) -> ModelRef:
     raise PluginNotFound("model", ref, visible)
 
 
-def check_model(resolved: ModelRef) -> None:
+def check_model(resolved: ModelRef, weights: str | None = None) -> None:
     """What can be checked of a bring-your-own model before any run, cheaply and in the
     parent: an ONNX file parses and has one input of static per-sample shape; a local
     Hugging Face directory has a config, weights and (a causal LM) a tokenizer. Raises
-    UsageError naming the file. Cards are their builders' business. A hub id is fetched
-    into (or found in) the local hub cache here, in the parent: the children measure
-    offline (run/netguard.py), so they must find it there."""
-    if resolved.kind == "onnx":
+    UsageError naming the file. Cards are their builders' business, except for downloads:
+    a hub id is fetched into (or found in) the local hub cache here, and a card's published
+    checkpoint (`checkpoints:`) into torch.hub's cache unless `weights` names a file, both
+    in the parent: the children measure offline (run/netguard.py), so they must find them
+    there. A checkpoint that cannot be had is one WARNING line (the builder then uses a
+    random init); a corrupt one raises hub.ChecksumError."""
+    if resolved.kind == "card" and resolved.card is not None:
+        card = resolved.card
+        if card.checkpoints and not weights:
+            from optbench.models import hub
+
+            found = hub.locate(card.checkpoints, fetch=True)
+            if found.path is None:
+                hub.notice_random_init(card.name, next(iter(card.checkpoints.values())),
+                                       found.reason)
+    elif resolved.kind == "onnx":
         from optbench.models.external import onnx_signature
 
         onnx_signature(Path(resolved.ref))

@@ -48,6 +48,9 @@ SWITCHES: dict[str, str] = {
     # a workload kind). huggingface_hub docs, "Environment variables".
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "HF_HUB_OFFLINE": "1",
+    # optbench's own checkpoint downloads (models/hub.py): the parent fetches published
+    # weights before the sweep; a worker only reads the cache.
+    "OPTBENCH_OFFLINE": "1",
     # vLLM posts usage statistics from a thread. vLLM docs, "Usage Stats Collection"; both
     # variables are its documented opt-outs (DO_NOT_TRACK is also read by huggingface_hub).
     "VLLM_NO_USAGE_STATS": "1",
