@@ -1,9 +1,21 @@
 """Static figures (PNG and SVG), drawn with matplotlib: each group's fronts, and its serving
-configurations' energy and p99 latency against offered load."""
+configurations' energy and p99 latency against offered load.
+
+Every point is drawn in a handful of collection calls (a group of 10,000 configurations
+draws its figures, PNG and SVG, in a few seconds); at most `MAX_LABELS` points are
+labelled: all of them in a small group, else the fronts' own. Labels are placed greedily,
+each at the first of a list of offsets around its point whose box (measured by the
+renderer) overlaps no label, legend or labelled point already placed; one that fits nowhere
+is left out, and the legend says the tables name the unlabelled points. A log axis
+carries labelled ticks across its whole range, however narrow. Rows that failed a validity
+check (`valid` False) are hollow.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +26,20 @@ from optbench.report.serving import LOAD_FIGURES, ServingView, load_series, span
 from optbench.report.text import run_label
 
 log = logging.getLogger(__name__)
+
+MAX_LABELS = 24  # labelled points per figure, at most
+CROWD = 200  # points: beyond, the others are small marks without intervals
+LABEL_SIZE = 7  # points
+MARKER_SIZE = 7  # points (a marker's diameter)
+INVALID = "failed a validity check"
+UNLABELLED = "unlabelled points: see the tables"
+# Where a label may go, tried in this order: (dx, dy) in points from its point, and the
+# text's alignment there. Further rings get a thin leader line back to the point.
+DIRECTIONS = ((1, 1, "left", "bottom"), (1, -1, "left", "top"), (-1, 1, "right", "bottom"),
+              (-1, -1, "right", "top"), (1, 0, "left", "center"), (-1, 0, "right", "center"),
+              (0, 1, "center", "bottom"), (0, -1, "center", "top"))
+RINGS = (6.0, 14.0, 24.0, 38.0)  # points: the first clears the marker
+LEADER_FROM = 14.0  # points: from this ring on, a leader line
 
 
 def slug(text: str) -> str:
@@ -34,116 +60,303 @@ def save(fig: Any, directory: Path, base: str, drawn: list[str]) -> None:
         plt.close(fig)
 
 
-def draw_group(group: Group, directory: Path) -> list[str]:
-    """One PNG and one SVG per axis; returns paths relative to `directory`'s parent."""
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, or None (with a warning) when not installed."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        import matplotlib.ticker
     except ImportError:
         log.warning("matplotlib not installed: no figures (pip install 'optbench[report]')")
+        return None
+    return plt
+
+
+def invalid(row: dict[str, Any]) -> bool:
+    """A row flagged as having failed a validity check (absent means not checked)."""
+    return row.get("valid") is False
+
+
+def draw_group(group: Group, directory: Path) -> list[str]:
+    """One PNG and one SVG per axis; returns paths relative to `directory`'s parent."""
+    if pyplot() is None:
         return []
     directory.mkdir(parents=True, exist_ok=True)
     drawn: list[str] = []
     for column in PLOTTED:
-        key, scale, stem = column.key, column.scale, column.plot or column.key
-        pts = [r for r in group.rows if r.get(key) is not None and r.get("quality_value")
-               is not None]
-        if not pts:
-            continue
-        front = group.fronts.get(key, set())
-        fig, ax = plt.subplots(figsize=(7.5, 4.8))
-        for r in pts:
-            x, y = r[key] * scale, r["quality_value"]
-            on_front = r["run_id"] in front
-            color = "C0" if on_front else "C7"
-            xerr = None
-            if key == "energy_per_sample_j" and r.get("energy_per_sample_ci95_j") is not None:
-                xerr = r["energy_per_sample_ci95_j"] * scale
-            hollow = key == "energy_per_sample_j" and not measured(r)
-            ax.errorbar([x], [y], xerr=xerr, fmt="o" if on_front or hollow else "x",
-                        color=color, mfc="none" if hollow else color, ms=7, capsize=3, lw=1)
-            ax.annotate(run_label(r, short=True), (x, y), textcoords="offset points",
-                        xytext=(4, 4), fontsize=7)
-        for members in provenance_groups(pts, key):
-            line = sorted((r[key] * scale, r["quality_value"]) for r in members
-                          if r["run_id"] in front)
-            if line:
-                estimated = key == "energy_per_sample_j" and not measured(members[0])
-                ax.step([p[0] for p in line], [p[1] for p in line],
-                        where="post" if column.sense == "min" else "pre",
-                        color="C1" if estimated else "C0", alpha=0.6,
-                        label="front (estimated energy)" if estimated else "front")
-        if key != "throughput_per_s" or max(r[key] for r in pts) / max(
-                min(r[key] for r in pts), 1e-12) > 20:
-            ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.set_xlabel(column.axis.format(unit=group.unit))
-        ax.set_ylabel(group.metric + ("" if group.higher_is_better else " (lower is better)"))
-        ax.set_title(f"{group.model}: {stem.replace('_', ' ')} vs {group.metric}")
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
-        fig.tight_layout()
-        base = f"{slug(group.model)}-{slug(group.metric)}-{stem}"
-        save(fig, directory, base, drawn)
+        fig = front_figure(group, column)
+        if fig is not None:
+            stem = column.plot or column.key
+            save(fig, directory, f"{slug(group.model)}-{slug(group.metric)}-{stem}", drawn)
     return drawn
+
+
+def front_figure(group: Group, column: Any) -> Any:
+    """One axis against quality: every point, the fronts' lines, labels that do not
+    overlap; None when no row has both values. The caller closes the figure."""
+    plt = pyplot()
+    if plt is None:
+        return None
+    key, scale, stem = column.key, column.scale, column.plot or column.key
+    pts = [r for r in group.rows if r.get(key) is not None and r.get("quality_value")
+           is not None]
+    if not pts:
+        return None
+    front = group.fronts.get(key, set())
+    energy = key == "energy_per_sample_j"
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+
+    def xy(rows: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
+        return [r[key] * scale for r in rows], [r["quality_value"] for r in rows]
+
+    crowd = len(pts) > CROWD  # a cloud: small marks, intervals only on the fronts
+    if energy:  # the 95% intervals, one call per colour
+        for on_front, color in ((False, "C7"), (True, "C0")):
+            rows = [r for r in pts if r.get("energy_per_sample_ci95_j") is not None
+                    and (r["run_id"] in front) == on_front]
+            if rows and (on_front or not crowd):
+                ax.errorbar(*xy(rows), xerr=[r["energy_per_sample_ci95_j"] * scale
+                                             for r in rows],
+                            fmt="none", ecolor=color, capsize=3, lw=1, zorder=1)
+    size, other = MARKER_SIZE ** 2, (3 ** 2 if crowd else MARKER_SIZE ** 2)
+    kinds: dict[str, list[dict[str, Any]]] = {
+        "invalid": [], "front": [], "front-estimated": [], "other": [], "other-estimated": []}
+    for r in pts:
+        estimated = energy and not measured(r)
+        kind = "invalid" if invalid(r) else ("front" if r["run_id"] in front else "other")
+        kinds[kind + ("-estimated" if estimated and kind != "invalid" else "")].append(r)
+    for kind, rows in kinds.items():
+        if not rows:
+            continue
+        x, y = xy(rows)
+        if kind == "invalid":
+            ax.scatter(x, y, s=size, marker="o", facecolors="none", edgecolors="C3",
+                       linewidths=1.5, zorder=4, label=INVALID)
+        elif kind == "front-estimated":
+            ax.scatter(x, y, s=size, marker="o", facecolors="none", edgecolors="C0",
+                       linewidths=1, zorder=3)
+        elif kind == "other-estimated":
+            ax.scatter(x, y, s=other, marker="o", facecolors="none", edgecolors="C7",
+                       linewidths=1, zorder=2)
+        elif kind == "front":
+            ax.scatter(x, y, s=size, marker="o", color="C0", zorder=3)
+        else:
+            ax.scatter(x, y, s=other, marker="x", color="C7", linewidths=1, zorder=2)
+    for members in provenance_groups(pts, key):
+        line = sorted((r[key] * scale, r["quality_value"]) for r in members
+                      if r["run_id"] in front)
+        if line:
+            estimated = energy and not measured(members[0])
+            ax.step([p[0] for p in line], [p[1] for p in line],
+                    where="post" if column.sense == "min" else "pre",
+                    color="C1" if estimated else "C0", alpha=0.6, zorder=2,
+                    label="front (estimated energy)" if estimated else "front")
+    values = [r[key] for r in pts]
+    if key != "throughput_per_s" or max(values) / max(min(values), 1e-12) > 20:
+        ax.set_xscale("log")
+    ax.margins(x=0.08, y=0.12)  # room for the labels of the outermost points
+    tick_labels(ax.xaxis)
+    ax.set_xlabel(column.axis.format(unit=group.unit))
+    ax.set_ylabel(group.metric + ("" if group.higher_is_better else " (lower is better)"))
+    ax.set_title(f"{group.model}: {stem.replace('_', ' ')} vs {group.metric}")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()  # before the labels: it moves the axes, and so the points
+    if len(pts) <= MAX_LABELS:
+        chosen = pts
+    else:  # a large group: the fronts' points, best quality first
+        chosen = sorted((r for r in pts if r["run_id"] in front),
+                        key=lambda r: -r["quality_value"] if group.higher_is_better
+                        else r["quality_value"])[:MAX_LABELS]
+    chosen = sorted(chosen, key=lambda r: (r["run_id"] not in front, r[key]))
+    labelled = [(r[key] * scale, r["quality_value"], run_label(r, short=True))
+                for r in chosen]
+    handles, names = ax.get_legend_handles_labels()
+
+    def legend(note: bool) -> list[Any]:
+        """The legend (as the labels' obstacle), with the unlabelled note if asked."""
+        from matplotlib.lines import Line2D
+
+        shown = [*handles, Line2D([], [], ls="none")] if note else handles
+        if not shown:
+            return []
+        made = ax.legend(shown, [*names, UNLABELLED] if note else names, loc="best",
+                         fontsize=8)
+        # "best" is found again at each draw, and counts texts: fixed here, where the data
+        # alone chose it, the labels placed around it cannot move it
+        corner = made.get_window_extent(fig.canvas.get_renderer())
+        made.set_loc(tuple(ax.transAxes.inverted().transform((corner.x0, corner.y0))))
+        return [made]
+
+    note = len(chosen) < len(pts)
+    box = legend(note)
+    placed, leaders = place_labels(ax, labelled, box)
+    if len(placed) < len(pts) and not note:  # say so, and place again around it
+        for artist in (*placed, *leaders, *box):
+            artist.remove()
+        place_labels(ax, labelled, legend(True))
+    return fig
+
+
+def place_labels(ax: Any, points: Sequence[tuple[float, float, str]],
+                 obstacles: Sequence[Any] = ()) -> tuple[list[Any], list[Any]]:
+    """Annotate each (x, y, text), in order, at the first candidate offset whose text box
+    lies inside the axes and overlaps no box placed so far: earlier labels, the markers of
+    the points being labelled, and `obstacles` (artists: a legend). A label with no such
+    place is left out; one placed away from its point gets a thin leader line (a figure
+    artist, not part of the label). Call it once the axes' limits and position are final;
+    returns the annotations and the leader lines made."""
+    import numpy as np
+    from matplotlib.lines import Line2D
+
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    px = fig.dpi / 72.0  # pixels per point
+    frame = ax.get_window_extent(renderer)
+    pad = 1.0 * px
+    centres = ax.transData.transform([(x, y) for x, y, _ in points]).reshape(-1, 2)
+    half = (MARKER_SIZE / 2 + 1) * px
+    taken = [(cx - half, cy - half, cx + half, cy + half) for cx, cy in centres
+             if np.isfinite(cx) and np.isfinite(cy)]
+    for artist in obstacles:
+        box = artist.get_window_extent(renderer)
+        taken.append((box.x0, box.y0, box.x1, box.y1))
+    boxes = np.array(taken, dtype=float).reshape(-1, 4)
+    to_figure = fig.transFigure.inverted()
+    made, leaders = [], []
+    for (x, y, text), (cx, cy) in zip(points, centres):
+        if not (np.isfinite(cx) and np.isfinite(cy)):
+            continue
+        probe = ax.annotate(text, (x, y), textcoords="offset points", xytext=(0, 0),
+                            fontsize=LABEL_SIZE, ha="left", va="bottom")
+        extent = probe.get_window_extent(renderer)
+        probe.remove()
+        w, h = extent.width, extent.height
+        spot = None
+        for ring in RINGS:
+            for sx, sy, ha, va in DIRECTIONS:
+                dx, dy = sx * ring, sy * ring
+                left = cx + dx * px - {"left": 0.0, "center": w / 2, "right": w}[ha]
+                bottom = cy + dy * px - {"bottom": 0.0, "center": h / 2, "top": h}[va]
+                box = (left - pad, bottom - pad, left + w + pad, bottom + h + pad)
+                if not (box[0] >= frame.x0 and box[2] <= frame.x1 and box[1] >= frame.y0
+                        and box[3] <= frame.y1):
+                    continue
+                if len(boxes) and np.any((boxes[:, 0] < box[2]) & (box[0] < boxes[:, 2])
+                                         & (boxes[:, 1] < box[3]) & (box[1] < boxes[:, 3])):
+                    continue
+                spot = (dx, dy, ha, va, ring, box)
+                break
+            if spot:
+                break
+        if spot is None:
+            continue
+        dx, dy, ha, va, ring, box = spot
+        made.append(ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy),
+                                fontsize=LABEL_SIZE, ha=ha, va=va, zorder=5))
+        boxes = np.vstack([boxes, box])
+        if ring >= LEADER_FROM:  # from the marker's edge to the label's anchor
+            unit = math.hypot(dx, dy)
+            start = (cx + dx / unit * half, cy + dy / unit * half)
+            end = (cx + dx * px, cy + dy * px)
+            (x0, y0), (x1, y1) = to_figure.transform([start, end])
+            leaders.append(fig.add_artist(Line2D([x0, x1], [y0, y1], lw=0.5, color="0.55",
+                                                 transform=fig.transFigure, zorder=4)))
+    return made, leaders
+
+
+def tick_labels(axis: Any) -> None:
+    """Plain numbers as tick labels (minor ticks unlabelled); on a log axis, major ticks at
+    1, 1-3, 1-2-5, 1-2-3-5 or every digit of each decade, the sparsest that labels at
+    least four ticks in the view (three where only the densest does), and evenly spaced
+    ones where even that cannot: a narrow log axis never shows a single label."""
+    import matplotlib.ticker as ticker
+
+    axis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    axis.set_minor_formatter(ticker.NullFormatter())
+    if axis.get_scale() != "log":
+        return
+    lo, hi = sorted(axis.get_view_interval())
+    if not (lo > 0 and math.isfinite(hi)):
+        return
+
+    def shown(locator: Any) -> int:
+        return sum(lo <= t <= hi for t in locator.tick_values(lo, hi))
+
+    decades = math.log10(hi / lo)
+    candidates = [ticker.LogLocator(subs=subs, numticks=max(8, math.ceil(decades) + 2))
+                  for subs in ((1.0,), (1.0, 3.0), (1.0, 2.0, 5.0), (1.0, 2.0, 3.0, 5.0),
+                               tuple(float(d) for d in range(1, 10)))]
+    if decades > 7:  # many decades: a tick every few decades
+        candidates = [ticker.LogLocator(numticks=8)]
+    chosen = next((c for c in candidates if shown(c) >= 4), None)
+    if chosen is None and shown(candidates[-1]) >= 3:
+        chosen = candidates[-1]
+    axis.set_major_locator(chosen or ticker.MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
 
 
 def draw_serving(view: ServingView, directory: Path) -> list[str]:
     """Energy per request and p99 latency against offered load, one line per serving
     configuration (saturated points marked, bounds drawn); paths as `draw_group` gives."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        import matplotlib.ticker
-    except ImportError:
-        log.warning("matplotlib not installed: no figures (pip install 'optbench[report]')")
+    if pyplot() is None:
         return []
     directory.mkdir(parents=True, exist_ok=True)
     drawn: list[str] = []
-    for stem, (key, err_key, scale, ylabel, title) in LOAD_FIGURES.items():
-        lines = load_series(view, key, err_key, scale)
-        if not any(v is not None for s in lines for v in s.y):
-            continue
-        fig, ax = plt.subplots(figsize=(7.5, 4.8))
-        nan, marked = float("nan"), False
-        for n, s in enumerate(lines):
-            y = [nan if v is None else v for v in s.y]
-            err = None if not any(e is not None for e in s.err) else [
-                0.0 if e is None else e for e in s.err]
-            estimated = not s.measured and key == "energy_per_request_j"
-            ax.errorbar(s.x, y, yerr=err, marker="o", color=f"C{n % 10}", ms=5, capsize=3, lw=1.2,
-                        mfc="none" if estimated else f"C{n % 10}", ls="--" if estimated else "-",
-                        label=s.label + (" (estimated)" if estimated else ""))
-            hot = [(x, v) for x, v, sat in zip(s.x, y, s.saturated) if sat]
-            if hot:
-                ax.plot([p[0] for p in hot], [p[1] for p in hot], "x", color="C3", ms=10,
-                        mew=2, label=None if marked else "saturated")
-                marked = True
-        if key == "latency_p99_s":
-            for bound in view.bounds_s:
-                ax.axhline(bound * 1e3, color="C3", ls=":", lw=1.2,
-                           label=f"latency bound {bound * 1e3:g} ms")
-        if spans_decades([x for s in lines for x in s.x]):
-            ax.set_xscale("log")
-        if spans_decades([v for s in lines for v in s.y]):
-            ax.set_yscale("log")
-        for axis in (ax.xaxis, ax.yaxis):
-            if axis.get_scale() == "log":  # 1-2-5 ticks: one per decade reads too sparse
-                axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-            axis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-            axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.set_xlabel("offered load (requests/s)")
-        ax.set_ylabel(ylabel)
-        ax.set_title(f"{view.group.model}: {title}")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        base = f"{slug(view.group.model)}-{slug(view.group.metric)}-{stem}"
-        save(fig, directory, base, drawn)
+    for stem in LOAD_FIGURES:
+        fig = serving_figure(view, stem)
+        if fig is not None:
+            save(fig, directory, f"{slug(view.group.model)}-{slug(view.group.metric)}-{stem}",
+                 drawn)
     return drawn
+
+
+def serving_figure(view: ServingView, stem: str) -> Any:
+    """One of LOAD_FIGURES for `view`, or None when no point has a value. Points that
+    failed a validity check are hollow, ringed in red."""
+    plt = pyplot()
+    if plt is None:
+        return None
+    key, err_key, scale, ylabel, title = LOAD_FIGURES[stem]
+    lines = load_series(view, key, err_key, scale)
+    if not any(v is not None for s in lines for v in s.y):
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    nan, marked, flagged = float("nan"), False, False
+    for n, s in enumerate(lines):
+        color = f"C{n % 10}"
+        y = [nan if v is None else v for v in s.y]
+        err = None if not any(e is not None for e in s.err) else [
+            0.0 if e is None else e for e in s.err]
+        estimated = not s.measured and key == "energy_per_request_j"
+        bad = [invalid(r) for r in s.rows]
+        ax.errorbar(s.x, y, yerr=err, marker="o", color=color, ms=5, capsize=3, lw=1.2,
+                    mfc="none" if estimated else color, ls="--" if estimated else "-",
+                    markevery=[i for i, b in enumerate(bad) if not b],
+                    label=s.label + (" (estimated)" if estimated else ""))
+        failed = [(x, v) for x, v, b in zip(s.x, y, bad) if b]
+        if failed:
+            ax.plot([p[0] for p in failed], [p[1] for p in failed], "o", ms=7, mfc="none",
+                    mec="C3", mew=1.5, ls="none", label=None if flagged else INVALID)
+            flagged = True
+        hot = [(x, v) for x, v, sat in zip(s.x, y, s.saturated) if sat]
+        if hot:
+            ax.plot([p[0] for p in hot], [p[1] for p in hot], "x", color="C3", ms=10,
+                    mew=2, label=None if marked else "saturated")
+            marked = True
+    if key == "latency_p99_s":
+        for bound in view.bounds_s:
+            ax.axhline(bound * 1e3, color="C3", ls=":", lw=1.2,
+                       label=f"latency bound {bound * 1e3:g} ms")
+    if spans_decades([x for s in lines for x in s.x]):
+        ax.set_xscale("log")
+    if spans_decades([v for s in lines for v in s.y]):
+        ax.set_yscale("log")
+    tick_labels(ax.xaxis)
+    tick_labels(ax.yaxis)
+    ax.set_xlabel("offered load (requests/s)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{view.group.model}: {title}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
