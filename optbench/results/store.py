@@ -1,30 +1,42 @@
 """SQLite store (stdlib sqlite3, WAL): one transaction per finished run, raw data kept.
 
 Tables: environments, runs, metrics (long format with units), latency (raw per-iteration
-arrays), trials and energy (per trial and channel, with provenance). Statistics are
-derived on read (results/summary.py). `PRAGMA user_version` holds the schema version.
+arrays) with latency_stats beside it (each array's n, p50, p90, p99 and mean, computed when
+it is written), trials and energy (per trial and channel, with provenance), outcomes
+(per-sample quality outcomes by metric: uint8 when every value is 0 or 1, else float64).
+Other statistics are derived on read (results/summary.py). `PRAGMA user_version` holds the
+schema version.
+
+Reads are bulk: `iter_runs` loads runs a chunk at a time with one query per table, so a
+store of 10,000 runs takes a few dozen queries, not four per run. Raw latency arrays are
+the store's bulk (most of its bytes); `raw=False` leaves them on disk: a StoredRun then
+carries the stored statistics (`latency_stats`) and reads an array only when asked
+(`raw_latencies`).
 
 The sweep opens it writable (created, migrated, WAL); report, export, recommend and the
 Python API open it read-only (`readonly=True`), which writes nothing. SQLite's environment
 errors (a file that is not a store, a damaged one, a lock held past the busy timeout, a
-full or read-only disk) become StoreError subclasses naming the file and what to do.
+full or read-only disk) become StoreErrors naming the file and what to do.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sqlite3
 import time
 import urllib.parse
-from array import array
-from collections.abc import Callable, Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Union
+
+import numpy as np
 
 from optbench import SCHEMA_VERSION, __version__
 from optbench.env import env_id
@@ -71,7 +83,29 @@ CREATE TABLE IF NOT EXISTS energy (
   reads INTEGER, wraps INTEGER, flags TEXT, uncertainty_j REAL, reason TEXT, details TEXT,
   in_total INTEGER NOT NULL DEFAULT 1
 );
+""" + """
+CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id);
+CREATE INDEX IF NOT EXISTS latency_run ON latency(run_id);
+CREATE INDEX IF NOT EXISTS trials_run ON trials(run_id);
+CREATE INDEX IF NOT EXISTS energy_run ON energy(run_id);
 """
+# Schema v4: beside each raw latency array, its statistics (what every reader needs, so
+# the arrays stay on disk), and per-sample quality outcomes.
+LATENCY_STATS_DDL = """
+CREATE TABLE IF NOT EXISTS latency_stats (
+  run_id INTEGER NOT NULL REFERENCES runs(id), kind TEXT NOT NULL, n INTEGER NOT NULL,
+  p50_s REAL NOT NULL, p90_s REAL NOT NULL, p99_s REAL NOT NULL, mean_s REAL NOT NULL,
+  PRIMARY KEY (run_id, kind)
+)"""
+OUTCOMES_DDL = """
+CREATE TABLE IF NOT EXISTS outcomes (
+  run_id INTEGER NOT NULL REFERENCES runs(id), name TEXT NOT NULL, n INTEGER NOT NULL,
+  dtype TEXT NOT NULL CHECK (dtype IN ('u1', 'f8')), data BLOB NOT NULL,
+  PRIMARY KEY (run_id, name)
+)"""
+DDL += LATENCY_STATS_DDL + ";" + OUTCOMES_DDL + ";"
+# Little-endian on disk whatever the machine: float64 arrays, and 0/1 outcomes as bytes.
+F8, U1 = np.dtype("<f8"), np.dtype("u1")
 
 
 # sqlite3 primary result codes the store turns into errors a user can act on; the rest
@@ -124,14 +158,72 @@ def reid_environments(version: int) -> Step:
     return step
 
 
+@dataclass(frozen=True)
+class LatencyStats:
+    """One raw latency array summarised: its length, percentiles and mean, in seconds.
+
+    Percentiles interpolate linearly between order statistics, exactly as
+    `results.stats.percentile` (numpy's default method) does.
+    """
+
+    n: int
+    p50_s: float
+    p90_s: float
+    p99_s: float
+    mean_s: float
+
+    @classmethod
+    def of(cls, values: Sequence[float] | np.ndarray) -> LatencyStats | None:
+        """The statistics of `values`; None when there are none."""
+        ordered = np.sort(np.asarray(values, dtype=np.float64))
+        if not ordered.size:
+            return None
+        return cls(int(ordered.size), _sorted_percentile(ordered, 50),
+                   _sorted_percentile(ordered, 90), _sorted_percentile(ordered, 99),
+                   float(ordered.mean()))
+
+
+def _sorted_percentile(ordered: np.ndarray, q: float) -> float:
+    """`results.stats.percentile` on an already sorted array: the same arithmetic."""
+    pos = (len(ordered) - 1) * q / 100.0
+    lo, hi = math.floor(pos), math.ceil(pos)
+    low, high = float(ordered[lo]), float(ordered[hi])
+    return low + (high - low) * (pos - lo)
+
+
+def _latency_stats(db: sqlite3.Connection) -> None:
+    """v3 -> v4: the statistics of every stored latency array, a few hundred at a time (the
+    arrays are most of a store's bytes; they are read, never rewritten)."""
+    db.execute(LATENCY_STATS_DDL)
+    last = 0
+    while True:
+        rows = db.execute(
+            "SELECT rowid, run_id, kind, values_s FROM latency WHERE rowid > ? AND NOT EXISTS "
+            "(SELECT 1 FROM latency_stats s WHERE s.run_id=latency.run_id AND "
+            "s.kind=latency.kind) ORDER BY rowid LIMIT 256", (last,)).fetchall()
+        if not rows:
+            return
+        db.executemany("INSERT OR REPLACE INTO latency_stats VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       [(run_id, kind, *_stats_row(stats)) for _, run_id, kind, blob in rows
+                        if (stats := LatencyStats.of(np.frombuffer(blob, F8))) is not None])
+        last = rows[-1][0]
+
+
+def _stats_row(stats: LatencyStats) -> tuple[int, float, float, float, float]:
+    return stats.n, stats.p50_s, stats.p90_s, stats.p99_s, stats.mean_s
+
+
 MIGRATIONS: dict[int, tuple[Step, ...]] = {
     1: ("ALTER TABLE trials ADD COLUMN requests INTEGER",),
     2: (_rekey, reid_environments(3)),
+    3: (_latency_stats, reid_environments(4)),  # and the outcomes table and indexes (DDL)
 }
 # A read-only open never migrates; it reads an older store as its migrations would leave it:
-# a column they add reads as None (`added`), keys before v3 are recomputed from the spec.
+# a column they add reads as None (trials.requests), keys before v3 are recomputed from the spec,
+# latency statistics before v4 are computed from the raw arrays, outcomes before v4 are none.
 KEYS_WITHOUT_TIMEOUT = 3
-TABLES = ("environments", "runs", "metrics", "latency", "trials", "energy")
+TABLES = ("environments", "runs", "metrics", "latency", "trials", "energy")  # every version's
+CHUNK_RUNS = 500  # runs read per round of queries: bounds a bulk read's memory
 
 
 class StoreError(OptbenchError):
@@ -195,9 +287,18 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+LATENCY_KINDS = ("batch", "device")  # latency.kind: RunResult.latencies_s, device_latencies_s
+
+
 @dataclass
 class StoredRun:
-    """One run as read back: identity, spec, environment and its raw RunResult."""
+    """One run as read back: identity, spec, environment and its raw RunResult.
+
+    `latency`: the stored statistics of each latency array by kind ("batch", "device").
+    A run read with `raw=False` has empty `result.latencies_s` and `device_latencies_s`:
+    `latency_stats` gives their statistics, `raw_latencies` reads an array from the store.
+    `result.outcomes` holds float64 numpy arrays (0.0/1.0 for accuracies and agreements).
+    """
 
     id: int
     spec_key: str
@@ -211,6 +312,28 @@ class StoredRun:
     finished_at: str
     wall_s: float | None
     log_path: str | None
+    latency: dict[str, LatencyStats] = field(default_factory=dict)
+    loader: Callable[[int, str], list[float]] | None = field(default=None, repr=False,
+                                                            compare=False)
+
+    def _loaded(self, kind: str) -> list[float]:
+        if kind not in LATENCY_KINDS:
+            raise ValueError(f"unknown latency kind {kind!r}; one of {', '.join(LATENCY_KINDS)}")
+        return self.result.latencies_s if kind == "batch" else self.result.device_latencies_s
+
+    def latency_stats(self, kind: str = "batch") -> LatencyStats | None:
+        """Statistics of the run's `kind` latencies: as stored, else from the raw values the
+        result holds (a StoredRun made by hand); None when it has none."""
+        stats = self.latency.get(kind)
+        return stats if stats is not None else LatencyStats.of(self._loaded(kind))
+
+    def raw_latencies(self, kind: str = "batch") -> list[float]:
+        """The run's raw `kind` latencies, in seconds: the result's when loaded, else read
+        from its store (which must still be open)."""
+        values = self._loaded(kind)
+        if values or self.loader is None or kind not in self.latency:
+            return list(values)
+        return self.loader(self.id, kind)
 
     @property
     def model(self) -> str:
@@ -235,11 +358,6 @@ class StoredRun:
     @property
     def device(self) -> str:
         return self.spec["device"]
-
-
-def added(row: sqlite3.Row, column: str) -> Any:
-    """A column a migration added (ADDED_COLUMNS); None in a store read before it."""
-    return row[column] if column in row.keys() else None
 
 
 def _code(exc: sqlite3.Error) -> int | None:
@@ -293,6 +411,8 @@ class Store:
         self.readonly = readonly
         self.busy_timeout_s = busy_timeout_s
         self.version = SCHEMA_VERSION
+        self.tables: set[str] = set()  # the tables this store has (an older one lacks some)
+        self._requests: bool | None = None  # whether trials has `requests` (v1 has not)
         self.db = self._open_readonly() if readonly else self._open_writable()
 
     @classmethod
@@ -380,6 +500,7 @@ class Store:
                     if statement.strip():
                         db.execute(statement)
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                self.tables = self._tables(db)
                 db.commit()
                 db.execute("PRAGMA journal_mode=WAL")
         except BaseException as exc:
@@ -425,6 +546,7 @@ class Store:
                     tables = self._tables(db)
                 db.row_factory = sqlite3.Row
                 self.version = db.execute("PRAGMA user_version").fetchone()[0]
+                self.tables = tables
                 self._check(tables, self.version)
                 missing = sorted(set(TABLES) - tables)
                 if missing:
@@ -517,9 +639,17 @@ class Store:
                            [(run_id, m.name, m.value, m.unit) for m in result.metrics])
             for kind, values in (("batch", result.latencies_s),
                                  ("device", result.device_latencies_s)):
-                if values:
+                if len(values):
+                    raw = np.asarray(values, dtype=F8)
+                    stats = LatencyStats.of(raw)
+                    assert stats is not None
                     db.execute("INSERT INTO latency VALUES (?, ?, ?, ?)",
-                               (run_id, kind, len(values), array("d", values).tobytes()))
+                               (run_id, kind, len(raw), raw.tobytes()))
+                    db.execute("INSERT INTO latency_stats VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               (run_id, kind, *_stats_row(stats)))
+            db.executemany("INSERT INTO outcomes VALUES (?, ?, ?, ?, ?)",
+                           [(run_id, name, *encode_outcomes(values))
+                            for name, values in result.outcomes.items()])
             for trial in result.trials:
                 db.execute("INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                            (run_id, trial.index, trial.phase, trial.window_s, trial.samples,
@@ -533,46 +663,164 @@ class Store:
                      for r in trial.readings])
         return run_id
 
-    def runs(self, status: str | None = None) -> list[StoredRun]:
-        """Every run (optionally of one status), oldest first, with raw data attached."""
-        query = "SELECT * FROM runs" + (" WHERE status=?" if status else "") + " ORDER BY id"
-        with self._errors():
-            rows = self.db.execute(query, (status,) if status else ()).fetchall()
-            return [self._load(row) for row in rows]
+    def runs(self, status: str | None = None, raw: bool = True) -> list[StoredRun]:
+        """Every run (optionally of one status), oldest first, with raw data attached;
+        `raw=False` leaves the raw latency arrays on disk (see StoredRun)."""
+        return list(self.iter_runs(status=status, raw=raw))
 
-    def _load(self, row: sqlite3.Row) -> StoredRun:
-        run_id = row["id"]
-        metrics = [Metric(r["name"], r["value"], r["unit"]) for r in self.db.execute(
-            "SELECT name, value, unit FROM metrics WHERE run_id=?", (run_id,))]
-        latencies = {r["kind"]: array("d", r["values_s"]).tolist() for r in self.db.execute(
-            "SELECT kind, values_s FROM latency WHERE run_id=?", (run_id,))}
-        readings: dict[int, list[EnergyReading]] = {}
-        for r in self.db.execute("SELECT * FROM energy WHERE run_id=? ORDER BY rowid", (run_id,)):
-            readings.setdefault(r["trial"], []).append(EnergyReading(
-                channel=r["channel"], energy_j=r["energy_j"], window_s=r["window_s"],
-                method=r["method"], api=r["api"], reads=r["reads"] or 0, wraps=r["wraps"] or 0,
-                flags=tuple(json.loads(r["flags"] or "[]")), uncertainty_j=r["uncertainty_j"],
-                reason=r["reason"], details=json.loads(r["details"] or "{}"),
-                in_total=bool(r["in_total"])))
-        trials = [Trial(t["trial"], t["phase"], t["window_s"], t["samples"],
-                        tuple(readings.get(t["trial"], [])), tuple(json.loads(t["flags"] or "[]")),
-                        json.loads(t["telemetry"] or "{}"), added(t, "requests"))
-                  for t in self.db.execute("SELECT * FROM trials WHERE run_id=? ORDER BY trial",
-                                           (run_id,))]
+    def run_keys(self) -> list[tuple[int, str, str]]:
+        """(id, spec key, environment id) of every run, oldest first: enough to choose
+        which runs to load (report.data reads only each configuration's latest)."""
+        with self._errors():
+            if self.version < KEYS_WITHOUT_TIMEOUT:
+                return [(r["id"], spec_key(json.loads(r["spec"])), r["env_id"]) for r in
+                        self.db.execute("SELECT id, spec, env_id FROM runs ORDER BY id")]
+            return [(r["id"], r["spec_key"], r["env_id"]) for r in self.db.execute(
+                "SELECT id, spec_key, env_id FROM runs ORDER BY id")]
+
+    def iter_runs(self, ids: Iterable[int] | None = None, status: str | None = None,
+                  raw: bool = True) -> Iterator[StoredRun]:
+        """The runs with these ids (default: all, or all of one status), oldest first,
+        read CHUNK_RUNS at a time with one query per table: memory holds one chunk's raw
+        data, not the store's. Ids that are not in the store are skipped."""
+        with self._errors():
+            if ids is None:
+                query = "SELECT id FROM runs" + (" WHERE status=?" if status else "")
+                ids = [r[0] for r in self.db.execute(query, (status,) if status else ())]
+        wanted = sorted(set(ids))
+        for start in range(0, len(wanted), CHUNK_RUNS):
+            with self._errors():
+                runs = self._load_chunk(wanted[start:start + CHUNK_RUNS], raw, status)
+            yield from runs
+
+    def latencies(self, run_id: int, kind: str = "batch") -> list[float]:
+        """One run's raw latency array of `kind` ("batch" or "device"), in seconds."""
+        try:
+            with self._errors():
+                row = self.db.execute("SELECT values_s FROM latency WHERE run_id=? AND kind=?",
+                                      (run_id, kind)).fetchone()
+        except sqlite3.ProgrammingError as exc:  # the store was closed after the read
+            raise StoreError(self.path, f"{self.path} was closed: reopen it to read run "
+                                        f"{run_id}'s raw latencies") from exc
+        return [] if row is None else np.frombuffer(row[0], F8).tolist()
+
+    def _children(self, table: str, columns: str, marks: str, ids: list[int],
+                  order: str = "run_id, rowid") -> sqlite3.Cursor:
+        """Rows of a table that belong to the runs `ids`, as plain tuples (`columns`)."""
+        cursor = self.db.cursor()
+        cursor.row_factory = None
+        return cursor.execute(f"SELECT {columns} FROM {table} WHERE run_id IN ({marks}) "
+                              f"ORDER BY {order}", ids)
+
+    def _has_requests(self) -> bool:
+        """Whether trials has v1's missing `requests` column (a v1 store read read-only)."""
+        if self._requests is None:
+            self._requests = any(r[1] == "requests" for r in
+                                 self.db.execute("PRAGMA table_info(trials)"))
+        return self._requests
+
+    def _load_chunk(self, ids: list[int], raw: bool, status: str | None) -> list[StoredRun]:
+        """The runs of `ids` with one query per table (each served by its run_id index)."""
+        marks = ",".join("?" * len(ids))
+        query = f"SELECT * FROM runs WHERE id IN ({marks})" + (
+            " AND status=?" if status else "") + " ORDER BY id"
+        rows = self.db.execute(query, [*ids, status] if status else ids).fetchall()
+        metrics: dict[int, list[Metric]] = defaultdict(list)
+        for r in self._children("metrics", "run_id, name, value, unit", marks, ids):
+            metrics[r[0]].append(Metric(r[1], r[2], r[3]))
+        stats: dict[int, dict[str, LatencyStats]] = defaultdict(dict)
+        values: dict[int, dict[str, list[float]]] = defaultdict(dict)
+        if "latency_stats" in self.tables:
+            for r in self._children("latency_stats", "run_id, kind, n, p50_s, p90_s, p99_s, "
+                                    "mean_s", marks, ids, "run_id, kind"):
+                stats[r[0]][r[1]] = LatencyStats(*r[2:])
+        if raw or "latency_stats" not in self.tables:  # before v4: statistics from the arrays
+            for run_id, kind, blob in self._children("latency", "run_id, kind, values_s",
+                                                     marks, ids):
+                array = np.frombuffer(blob, F8)
+                if kind not in stats[run_id]:
+                    computed = LatencyStats.of(array)
+                    if computed is not None:
+                        stats[run_id][kind] = computed
+                if raw:
+                    values[run_id][kind] = array.tolist()
+        outcomes: dict[int, dict[str, np.ndarray]] = defaultdict(dict)
+        if "outcomes" in self.tables:
+            for run_id, name, dtype, blob in self._children("outcomes", "run_id, name, dtype, "
+                                                            "data", marks, ids):
+                outcomes[run_id][name] = decode_outcomes(dtype, blob)
+        readings: dict[tuple[int, int], list[EnergyReading]] = defaultdict(list)
+        flags = _JsonTuples()
+        energy = self._children("energy", "run_id, trial, channel, energy_j, window_s, method, "
+                                "api, reads, wraps, flags, uncertainty_j, reason, details, "
+                                "in_total", marks, ids).fetchall()
+        for r, details in zip(energy, _json_dicts(r[12] for r in energy)):
+            readings[(r[0], r[1])].append(EnergyReading(
+                channel=r[2], energy_j=r[3], window_s=r[4], method=r[5], api=r[6],
+                reads=r[7] or 0, wraps=r[8] or 0, flags=flags[r[9]], uncertainty_j=r[10],
+                reason=r[11], details=details, in_total=bool(r[13])))
+        trials: dict[int, list[Trial]] = defaultdict(list)
+        requests = "requests" if self._has_requests() else "NULL"  # a v1 store has none
+        rows_t = self._children("trials", f"run_id, trial, phase, window_s, samples, flags, "
+                                f"telemetry, {requests}", marks, ids, "run_id, trial").fetchall()
+        for t, telemetry in zip(rows_t, _json_dicts(t[6] for t in rows_t)):
+            trials[t[0]].append(Trial(t[1], t[2], t[3], t[4], tuple(readings.get((t[0], t[1]), ())),
+                                      flags[t[5]], telemetry, t[7]))
+        loader = None if raw else self.latencies
+        return [self._run(row, metrics[row["id"]], stats[row["id"]], values[row["id"]],
+                          trials[row["id"]], outcomes[row["id"]], loader) for row in rows]
+
+    def _run(self, row: sqlite3.Row, metrics: list[Metric], stats: dict[str, LatencyStats],
+             values: dict[str, list[float]], trials: list[Trial],
+             outcomes: dict[str, np.ndarray],
+             loader: Callable[[int, str], list[float]] | None) -> StoredRun:
         result = RunResult(
             status=row["status"], reason=row["reason"], quality_metric=row["quality_metric"],
             quality_higher_is_better=bool(row["quality_higher_is_better"]), metrics=metrics,
-            latencies_s=latencies.get("batch", []),
-            device_latencies_s=latencies.get("device", []), trials=trials,
-            artifact=json.loads(row["artifact"] or "{}"),
-            backend=json.loads(row["backend_info"] or "{}"),
-            details=json.loads(row["details"] or "{}"), phases_s=json.loads(row["phases"] or "{}"))
+            latencies_s=values.get("batch", []), device_latencies_s=values.get("device", []),
+            trials=trials, artifact=_json_dict(row["artifact"]),
+            backend=_json_dict(row["backend_info"]), details=_json_dict(row["details"]),
+            phases_s=_json_dict(row["phases"]), outcomes=outcomes)  # type: ignore[arg-type]
         spec = json.loads(row["spec"])
         return StoredRun(
-            id=run_id, spec=spec, spec_key=(spec_key(spec) if self.version <
-                                            KEYS_WITHOUT_TIMEOUT else row["spec_key"]),
+            id=row["id"], spec=spec, spec_key=(spec_key(spec) if self.version <
+                                               KEYS_WITHOUT_TIMEOUT else row["spec_key"]),
             env_id=row["env_id"], result=result, optbench_version=row["optbench_version"],
             git_sha=row["git_sha"],
             git_dirty=None if row["git_dirty"] is None else bool(row["git_dirty"]),
             started_at=row["started_at"], finished_at=row["finished_at"], wall_s=row["wall_s"],
-            log_path=row["log_path"])
+            log_path=row["log_path"], latency=stats, loader=loader)
+
+
+def encode_outcomes(values: Sequence[float] | np.ndarray) -> tuple[int, str, bytes]:
+    """(n, dtype, bytes) of per-sample outcomes: one byte each when every value is 0 or 1
+    (accuracies, agreements), else float64 (a perplexity window's mean NLL)."""
+    array = np.asarray(values, dtype=np.float64).ravel()
+    if np.all((array == 0) | (array == 1)):
+        return len(array), "u1", array.astype(U1).tobytes()
+    return len(array), "f8", array.astype(F8).tobytes()
+
+
+def decode_outcomes(dtype: str, blob: bytes) -> np.ndarray:
+    """Stored outcomes as a float64 array (its own copy: writable)."""
+    return np.frombuffer(blob, U1 if dtype == "u1" else F8).astype(np.float64)
+
+
+def _json_dict(text: str | None) -> Any:
+    return json.loads(text) if text and text != "{}" else {}
+
+
+def _json_dicts(texts: Iterable[str | None]) -> list[Any]:
+    """Many small JSON texts (a chunk's readings' details) parsed in one call: the parser's
+    per-call cost is most of a small text's. Missing ones read as {}."""
+    return json.loads("[" + ",".join(t or "{}" for t in texts) + "]")
+
+
+class _JsonTuples(dict):  # type: ignore[type-arg]
+    """JSON lists (flags) as tuples, each distinct text parsed once (tuples are immutable,
+    so readings share them safely)."""
+
+    def __missing__(self, text: str | None) -> tuple[Any, ...]:
+        value = tuple(json.loads(text or "[]"))
+        self[text] = value
+        return value

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from optbench import SCHEMA_VERSION
 from optbench.cli import app
 from optbench.cli.app import os_error_text
 from optbench.env import env_id
@@ -327,7 +328,8 @@ def test_an_old_store_resumes_and_reports_one_configuration_whatever_the_timeout
     assert resumed.returncode == 0, resumed.stderr
     assert "resume: already ok" in resumed.stdout + resumed.stderr
     version, runs, keys = store_facts(out / STORE)  # migrated: one key, nothing re-measured
-    assert (version, runs) == (3, 2) and keys == {spec_key(json.loads(first_spec(out / STORE)))}
+    assert (version, runs) == (SCHEMA_VERSION, 2)
+    assert keys == {spec_key(json.loads(first_spec(out / STORE)))}
     exported = cli.run("export", "-o", "OUT", "-f", "json", env=made[1])
     assert len(json.loads(exported.stdout)) == 1
 

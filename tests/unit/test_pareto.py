@@ -1,4 +1,4 @@
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from optbench.report.pareto import dominates, pareto_front
@@ -25,3 +25,51 @@ def test_front_is_exactly_the_non_dominated_set(points):
     for i, p in enumerate(points):
         dominated = any(dominates(q, p, senses) for q in points)
         assert (i in front) == (not dominated)
+
+
+def naive_front(points, senses):
+    """The definition: every point that no other point dominates."""
+    return [i for i, p in enumerate(points)
+            if not any(dominates(q, p, senses) for j, q in enumerate(points) if j != i)]
+
+
+sense = st.sampled_from(["min", "max"])
+
+
+@settings(deadline=None)  # the first example imports numpy (more than 4 objectives)
+@given(st.integers(1, 4).flatmap(lambda d: st.tuples(
+    st.lists(st.tuples(*[st.integers(0, 6)] * d), min_size=1, max_size=60),
+    st.tuples(*[sense] * d))))
+def test_the_fast_front_is_the_naive_definition_with_ties_and_duplicates(case):
+    points, senses = case  # small integers: many ties and exact duplicates
+    assert pareto_front(points, senses) == naive_front(points, senses)
+
+
+@settings(deadline=None)
+@given(st.lists(st.tuples(st.floats(-1e6, 1e6), st.floats(-1e6, 1e6), st.floats(-1, 1)),
+                min_size=1, max_size=80), st.tuples(sense, sense, sense))
+def test_the_fast_front_agrees_on_floats_in_three_objectives(points, senses):
+    assert pareto_front(points, senses) == naive_front(points, senses)
+
+
+def test_nan_is_neither_dominated_nor_dominating_as_dominates_has_it():
+    pts = [(1.0, float("nan")), (2.0, 0.5), (1.0, 0.9), (3.0, 0.1)]
+    assert pareto_front(pts, ("min", "max")) == naive_front(pts, ("min", "max")) == [0, 2]
+
+
+def test_ten_thousand_points_in_well_under_a_second():
+    import random
+    import time
+
+    rng = random.Random(0)
+    pts2 = [(rng.random(), rng.random()) for _ in range(10_000)]
+    pts3 = [(rng.random(), rng.random(), rng.random()) for _ in range(10_000)]
+    started = time.perf_counter()
+    front2 = pareto_front(pts2, ("min", "max"))
+    front3 = pareto_front(pts3, ("min", "min", "max"))
+    assert time.perf_counter() - started < 2.0  # the pairwise definition takes minutes
+    sample = random.Random(1).sample(range(10_000), 20)  # spot-check against the definition
+    for i in sample:
+        on2 = not any(dominates(q, pts2[i], ("min", "max")) for q in pts2)
+        on3 = not any(dominates(q, pts3[i], ("min", "min", "max")) for q in pts3)
+        assert (i in front2) == on2 and (i in front3) == on3

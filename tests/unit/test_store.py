@@ -20,6 +20,7 @@ from optbench.results.store import (
     NotAStore,
     Store,
     StoreDamaged,
+    StoreError,
     StoreLocked,
     StoreUnwritable,
     StoreVersionError,
@@ -407,3 +408,125 @@ def test_programming_errors_stay_exceptions(tmp_path):
     with pytest.raises(sqlite3.OperationalError, match="no such table"):
         with store._errors():
             store.db.execute("SELECT * FROM missing_table")
+
+
+# --- schema v4: outcomes, stored latency statistics, bulk reads (issue 15) ------------------
+
+def test_outcomes_round_trip_compactly(tmp_path):
+    store = Store.open(tmp_path)
+    res = result()
+    res.outcomes = {"top1": [1.0, 0.0, 1.0, 1.0], "perplexity": [2.5, 3.25, float("inf")],
+                    "empty": []}
+    add(store, res)
+    rows = {r["name"]: (r["n"], r["dtype"], len(r["data"])) for r in store.db.execute(
+        "SELECT name, n, dtype, data FROM outcomes")}
+    assert rows == {"top1": (4, "u1", 4), "perplexity": (3, "f8", 24), "empty": (0, "u1", 0)}
+    (run,) = store.runs()
+    outcomes = run.result.outcomes
+    assert set(outcomes) == {"top1", "perplexity", "empty"}
+    assert outcomes["top1"].dtype == float and outcomes["top1"].tolist() == [1, 0, 1, 1]
+    assert outcomes["perplexity"].tolist() == [2.5, 3.25, float("inf")]
+    assert len(outcomes["empty"]) == 0
+    (run,) = store.runs(raw=False)  # outcomes come with every read
+    assert run.result.outcomes["top1"].tolist() == [1, 0, 1, 1]
+
+
+def test_latency_statistics_are_stored_and_raw_arrays_read_on_demand(tmp_path):
+    import random
+
+    from optbench.results.stats import percentile
+
+    rng = random.Random(3)
+    values = [rng.lognormvariate(-6, 0.3) for _ in range(997)]
+    store = Store.open(tmp_path)
+    res = result()
+    res.latencies_s = values
+    add(store, res)
+    (run,) = store.runs(raw=False)
+    assert run.result.latencies_s == [] and run.result.device_latencies_s == []
+    stats = run.latency_stats()
+    # the same definition as results.stats.percentile, to the last bit
+    assert (stats.p50_s, stats.p90_s, stats.p99_s) == tuple(
+        percentile(values, q) for q in (50, 90, 99))
+    assert stats.n == 997 and stats.mean_s == pytest.approx(sum(values) / 997, rel=1e-12)
+    assert run.latency_stats("device").n == 2
+    assert run.raw_latencies() == values and run.raw_latencies("device") == [0.05, 0.06]
+    (full,) = store.runs()  # raw: the arrays come with the run, and the same statistics
+    assert full.result.latencies_s == values and full.latency_stats() == stats
+    store.close()
+    with pytest.raises(StoreError, match="was closed"):
+        run.raw_latencies()
+
+
+def test_a_bulk_read_takes_a_few_queries_not_several_per_run(tmp_path):
+    store = Store.open(tmp_path)
+    for _ in range(40):
+        add(store, result())
+    selects = []
+    store.db.set_trace_callback(lambda sql: selects.append(sql)
+                                if sql.lstrip().upper().startswith("SELECT") else None)
+    runs = store.runs(raw=False)
+    assert len(runs) == 40 and len(selects) <= 10, selects
+    assert all(r.result.trials[1].readings == result().trials[1].readings for r in runs)
+    selects.clear()
+    assert [r.id for r in store.iter_runs([3, 1, 99, 2], raw=False)] == [1, 2, 3]
+    assert len(selects) <= 8
+    assert {r.result.status for r in store.runs("failed")} == set()
+
+
+def test_run_keys_choose_the_latest_runs_without_loading_them(tmp_path):
+    from optbench.report.data import latest_ids
+
+    store = Store.open(tmp_path)
+    first, second = add(store, result()), add(store, result())
+    other = add(store, result(), env="env2")
+    assert store.run_keys() == [(first, SPEC.key(), "env1"), (second, SPEC.key(), "env1"),
+                                (other, SPEC.key(), "env2")]
+    assert latest_ids(store) == [r.id for r in latest_runs(store.runs())] == [second, other]
+
+
+def make_v3_store(tmp_path):
+    """A store as schema v3 wrote it: no latency statistics, no outcomes, no indexes, the
+    environment fingerprinted with v3."""
+    path, old_env, fingerprint = make_old_store(tmp_path, version=3)
+    db = sqlite3.connect(path)
+    for table in ("latency_stats", "outcomes"):
+        db.execute(f"DROP TABLE {table}")
+    for (index,) in db.execute("SELECT name FROM sqlite_master WHERE type='index' AND "
+                               "sql IS NOT NULL").fetchall():
+        db.execute(f"DROP INDEX {index}")
+    db.execute("UPDATE runs SET schema_version=3, spec_key=?", (SPEC.key(),))  # v3's key
+    db.commit()
+    db.execute("VACUUM")
+    db.close()
+    return path, old_env, fingerprint
+
+
+def test_a_version_3_store_is_read_without_migrating_and_then_migrated(tmp_path):
+    path, old_env, fingerprint = make_v3_store(tmp_path)
+    before = path.read_bytes()
+    store = Store.open(tmp_path, readonly=True)
+    (run,) = store.runs(raw=False)  # statistics from the raw arrays; no outcomes
+    assert store.version == 3 and run.result.outcomes == {}
+    assert run.latency_stats().p50_s == 0.2 and run.latency_stats("device").n == 2
+    assert run.raw_latencies() == [0.1, 0.2, 0.3]
+    assert store.runs()[0].result.latencies_s == [0.1, 0.2, 0.3]
+    store.close()
+    assert path.read_bytes() == before
+    store = Store.open(tmp_path)  # the writer migrates: statistics, outcomes, environments
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    stats = store.db.execute("SELECT kind, n, p50_s, p99_s FROM latency_stats ORDER BY kind")
+    assert [tuple(r) for r in stats] == [("batch", 3, 0.2, pytest.approx(0.298)),
+                                         ("device", 2, pytest.approx(0.055),
+                                          pytest.approx(0.0599))]
+    current = env_id({**fingerprint, "schema_version": SCHEMA_VERSION})
+    (run,) = store.runs(raw=False)
+    assert run.env_id == current != old_env and store.has_ok(SPEC.key(), current)
+    assert run.latency_stats().p50_s == 0.2 and run.result.outcomes == {}
+    res = result()
+    res.outcomes = {"top1": [1.0, 0.0]}
+    add(store, res, env=current)  # a migrated store takes new runs with outcomes
+    assert store.runs()[-1].result.outcomes["top1"].tolist() == [1.0, 0.0]
+    plan = " ".join(r[3] for r in store.db.execute(
+        "EXPLAIN QUERY PLAN SELECT values_s FROM latency WHERE run_id=1"))
+    assert "latency_run" in plan  # raw arrays on demand: found by index, not a scan
