@@ -83,8 +83,12 @@ class CpuContention:
         self.last_elapsed_s = elapsed
         return max(foreign, 0.0) / elapsed
 
+    def threshold_cores(self) -> float:
+        """Foreign cores above which the last window counts as contended: 5% of a core,
+        or /proc/stat's resolution over that window where it is coarser."""
+        return max(FOREIGN_CORE_FRACTION, resolution_cores(self.last_elapsed_s))
+
     def contended(self, foreign_cores: float | None) -> bool:
         if foreign_cores is None:
             return False
-        threshold = max(FOREIGN_CORE_FRACTION, resolution_cores(self.last_elapsed_s))
-        return foreign_cores > threshold
+        return foreign_cores > self.threshold_cores()

@@ -138,13 +138,18 @@ class MeasuredLoop:
         return item
 
     def warm_up(self, prepared: list[Any]) -> dict[str, Any]:
-        """Run blocks of work until the last three blocks' throughput agree within tolerance."""
+        """Run blocks of work until the last three blocks' throughput agree within tolerance.
+
+        The record says whether that happened and by how much (`spread`: (max - min) /
+        mean of the last three blocks' rates, None with fewer than three), against which
+        `tolerance`, and the cap that ended it otherwise (results/validity.py reads it)."""
         p = self.protocol
         block_ns = int(p.warmup_block_s * 1e9)
         start = self.clock()
         rates: list[float] = []
         iterations = 0
         steady = False
+        spread: float | None = None
         while True:
             t0 = self.clock()
             n = 0
@@ -156,15 +161,18 @@ class MeasuredLoop:
             iterations += n
             rates.append(n * self.batch_size / max(elapsed, 1) * 1e9)
             total_s = (self.clock() - start) / 1e9
-            if len(rates) >= 3 and total_s >= p.warmup_min_s:
+            if len(rates) >= 3:
                 last = rates[-3:]
-                if (max(last) - min(last)) / (sum(last) / 3) <= p.steady_tolerance:
+                spread = (max(last) - min(last)) / (sum(last) / 3)
+                if total_s >= p.warmup_min_s and spread <= p.steady_tolerance:
                     steady = True
                     break
             if total_s >= p.warmup_max_s:
                 break
         return {"iterations": iterations, "seconds": (self.clock() - start) / 1e9,
-                "steady": steady, "last_rates_per_s": rates[-3:]}
+                "steady": steady, "last_rates_per_s": rates[-3:], "blocks": len(rates),
+                "spread": spread, "tolerance": p.steady_tolerance,
+                "min_s": p.warmup_min_s, "max_s": p.warmup_max_s}
 
     def latency_pass(self, prepared: list[Any]) -> tuple[list[float], list[float]]:
         """Per-iteration latency of one batch, the device synchronized inside each timing.
@@ -215,6 +223,7 @@ class MeasuredLoop:
                 telemetry.setdefault(meter.name, {})["end"] = end
         if foreign is not None:
             telemetry["foreign_cpu_cores"] = round(foreign, 4)
+            telemetry["foreign_cpu_threshold_cores"] = round(self.contention.threshold_cores(), 4)
         flags = ("contended",) if self.contention.contended(foreign) else ()
         return Trial(index, phase, elapsed, samples, readings, flags, telemetry)
 
@@ -226,17 +235,28 @@ class MeasuredLoop:
         return self._close_window(index, "idle", t0, 0, telemetry)
 
     def load_trial(self, index: int, prepared: list[Any], window_s: float) -> Trial:
-        """Steady work for at least `window_s`; counts only samples completed inside it."""
+        """Steady work for at least `window_s`; counts only samples completed inside it.
+
+        The seconds spent inside the backend's calls (infer and the final synchronize) are
+        recorded as `telemetry["in_call_s"]`: the rest of the window is the harness's."""
         window_ns = int(window_s * 1e9)
         telemetry = self._open_window()
         t0 = self.clock()
         batches = 0
+        in_call = 0
         while True:
-            self.backend.infer(self._next(prepared))
+            item = self._next(prepared)
+            c0 = self.clock()
+            self.backend.infer(item)
+            c1 = self.clock()
+            in_call += c1 - c0
             batches += 1
-            if self.clock() - t0 >= window_ns:
+            if c1 - t0 >= window_ns:
                 break
+        c0 = self.clock()
         self.backend.synchronize()
+        in_call += self.clock() - c0
+        telemetry["in_call_s"] = in_call / 1e9
         return self._close_window(index, "load", t0, batches * self.batch_size, telemetry)
 
     def energy_trials(self, prepared: list[Any], window_s: float) -> list[Trial]:

@@ -17,6 +17,10 @@ from optbench.errors import Availability
 from optbench.results.schema import EnergyReading
 
 Clock = Callable[[], int]  # monotonic nanoseconds
+# A window must span at least this many update periods of a meter: its two edges each
+# lose up to a period, so the edge error is at most 2 x period / window (20% at 10x).
+# Shorter windows are flagged `below_resolution` (docs/measurement.md, "Validity checks").
+RESOLUTION_PERIODS = 10
 
 
 @dataclass(frozen=True)
@@ -70,11 +74,16 @@ class Meter(ABC):
         return {}
 
     def update_period_s(self) -> float | None:
-        """Observed counter update period (windows under 10x of it are below resolution)."""
+        """Observed counter update period (windows under RESOLUTION_PERIODS x of it are
+        below resolution)."""
         return None
 
     def describe(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"meter": self.name, "role": self.role}
+        """What the run stores about the meter (`details.meters[]`); with its update period
+        and the number of them a window must span (`min_window_periods`)."""
+        info: dict[str, Any] = {"meter": self.name, "role": self.role,
+                                "update_period_s": self.update_period_s(),
+                                "min_window_periods": RESOLUTION_PERIODS}
         if self.passed_over:
             info["instead_of"] = self.passed_over
         return info

@@ -67,6 +67,11 @@ def resolve_cpu_power(tdp_w: float | None, model: str, logical_cpus: int) -> Cpu
                     f"'{model}' not in the TDP table; set --cpu-tdp-w)", (0.25, 2.0))
 
 
+def cpu_time_tick_s() -> float:
+    """The resolution of process CPU time: one clock tick (1 / SC_CLK_TCK, 10 ms mostly)."""
+    return 1.0 / os.sysconf("SC_CLK_TCK")
+
+
 def process_cpu_s() -> float:
     """CPU seconds (user + system) of this process, all threads, children reaped so far."""
     t = os.times()
@@ -123,5 +128,8 @@ class CpuEstimateMeter(Meter):
         )]
 
     def describe(self) -> dict[str, Any]:
+        # process CPU time advances in clock ticks (os.times, /proc): the estimate's period
         return {**super().describe(), "method": "estimated", "source": self.power.source,
-                "watts_per_thread": self.power.watts_per_thread}
+                "watts_per_thread": self.power.watts_per_thread, "channel": "cpu:estimate",
+                "update_period_s": cpu_time_tick_s(),
+                "update_period_source": "process CPU time counts in clock ticks"}

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from optbench.errors import Availability
-from optbench.meters.base import Meter, MeterContext
+from optbench.meters.base import RESOLUTION_PERIODS, Meter, MeterContext
 from optbench.meters.nvml_sources import (
     COUNTER_BACKWARDS,
     POLL_S,
@@ -250,7 +250,7 @@ class NvmlMeter(Meter):
             polled = self.polled.window(self._t0, t1, self.period_s)
             details.update(polled_j=polled.energy_j, polled_samples=polled.samples,
                            polled_max_gap_s=polled.max_gap_s)
-        if self.period_s and window_s < 10 * self.period_s:
+        if self.period_s and window_s < RESOLUTION_PERIODS * self.period_s:
             flags.append("below_resolution")
         if counter_j is not None:
             return [self._counter_reading(counter_j, polled, window_s, flags, details)]

@@ -29,7 +29,7 @@ from typing import Any
 
 from optbench.env import powercap_root
 from optbench.errors import Availability
-from optbench.meters.base import Meter, MeterContext
+from optbench.meters.base import RESOLUTION_PERIODS, Meter, MeterContext
 from optbench.meters.ticker import Ticker
 from optbench.results.schema import EnergyReading
 
@@ -61,6 +61,46 @@ class Zone:
     mmio: bool
     package: int
     sub: int | None
+
+
+MAX_CONSTRAINTS = 8  # powercap numbers a zone's constraints 0, 1, ... (long, short, peak)
+
+
+def power_limits(zone: Path, reader: Reader = read_text) -> dict[str, Any]:
+    """A zone's documented power ceilings, in W: each constraint's limit (`constraint_<i>_
+    power_limit_uw`, named by `constraint_<i>_name`: long_term = PL1, usually the TDP;
+    short_term = PL2; peak_power = PL4) and its `max_power_uw` where given; whether the
+    zone enforces them (`enabled`). Empty where the zone documents none."""
+    limits: dict[str, float] = {}
+    maxima: dict[str, float] = {}
+    for i in range(MAX_CONSTRAINTS):
+        base = f"constraint_{i}"
+        try:
+            limit = int(reader(zone / f"{base}_power_limit_uw").strip())
+        except (OSError, ValueError):
+            break
+        try:
+            label = reader(zone / f"{base}_name").strip() or base
+        except OSError:
+            label = base
+        if limit > 0:
+            limits[label] = limit / 1e6
+        try:
+            top = int(reader(zone / f"{base}_max_power_uw").strip())
+            if top > 0:
+                maxima[label] = top / 1e6
+        except (OSError, ValueError):
+            pass
+    if not limits and not maxima:
+        return {}
+    try:
+        enabled: bool | None = reader(zone / "enabled").strip() != "0"
+    except OSError:
+        enabled = None
+    # an enforced limit bounds the mean power; a disabled one only its constraint's maximum
+    ceilings = [*maxima.values(), *(limits.values() if enabled is not False else ())]
+    return {"power_limits_w": limits, "max_power_w": maxima, "enabled": enabled,
+            "power_limit_w": max(ceilings) if ceilings else None}
 
 
 @dataclass(frozen=True)
@@ -201,6 +241,7 @@ class RaplMeter(Meter):
         self.counters: list[WrappingCounter] = []
         self.notes: list[str] = []
         self.update_periods: dict[str, float | None] = {}
+        self.limits: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._ticker = Ticker(self.step, self.tick_period_s)
         self._snapshot: Snapshot | None = None
@@ -233,6 +274,7 @@ class RaplMeter(Meter):
         self.notes = found.notes + notes
         self.counters = [WrappingCounter(c.zone, self.reader, self.ctx.clock)
                          for c in self.channels]
+        self.limits = {c.name: power_limits(c.zone.path, self.reader) for c in self.channels}
         self.self_test()
         if self.background:
             self._ticker.start()
@@ -320,7 +362,7 @@ class RaplMeter(Meter):
             max_gap_s = max(gaps) / 1e9 if gaps else 0.0
             flags = []
             period = self.update_periods.get(channel.name)
-            if period is not None and window_s < 10 * period:
+            if period is not None and window_s < RESOLUTION_PERIODS * period:
                 flags.append("below_resolution")
             if max_gap_s > counter.fastest_wrap_s():
                 flags.append("ambiguous_wrap")
@@ -352,6 +394,7 @@ class RaplMeter(Meter):
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "method": "measured-counter", "root": str(self.root),
                 "channels": {c.name: {"zone": c.zone.id, "in_total": c.in_total,
-                                      "update_period_s": self.update_periods.get(c.name)}
+                                      "update_period_s": self.update_periods.get(c.name),
+                                      **self.limits.get(c.name, {})}
                              for c in self.channels},
                 "notes": self.notes, "tick_period_s": self.tick_period_s()}

@@ -202,3 +202,33 @@ def test_real_background_thread_catches_every_wrap(tmp_path):
     assert reading.window_s <= elapsed + 0.01
     # the fake's writer thread aims at 1 ms; a busy machine stretches it
     assert 0 < meter.update_periods["cpu:package-0"] < 0.05
+
+
+def write_constraints(zone, *constraints, enabled="1"):
+    """constraint_<i>_{name,power_limit_uw[,max_power_uw]} files, as the kernel exposes."""
+    for i, (name, limit_w, max_w) in enumerate(constraints):
+        (zone / f"constraint_{i}_name").write_text(f"{name}\n")
+        (zone / f"constraint_{i}_power_limit_uw").write_text(f"{int(limit_w * 1e6)}\n")
+        if max_w is not None:
+            (zone / f"constraint_{i}_max_power_uw").write_text(f"{int(max_w * 1e6)}\n")
+    if enabled is not None:
+        (zone / "enabled").write_text(f"{enabled}\n")
+
+
+def test_power_limits_are_recorded_per_channel(tmp_path):
+    clock = FakeClock()
+    fake = tree(tmp_path, clock, {"intel-rapl:0": ("package-0", Constant(50.0)),
+                                  "intel-rapl:0:1": ("dram", Constant(4.0)),
+                                  "intel-rapl:1": ("package-1", Constant(40.0))})
+    write_constraints(fake.root / "intel-rapl:0", ("long_term", 125, None),
+                      ("short_term", 253, None))
+    # limits not enforced: only the constraint's documented maximum bounds the power
+    write_constraints(fake.root / "intel-rapl:1", ("long_term", 100, 180), enabled="0")
+    info = meter_for(fake, clock).describe()
+    pkg0, pkg1, dram = (info["channels"][c] for c in ("cpu:package-0", "cpu:package-1",
+                                                      "dram:0"))
+    assert pkg0["power_limits_w"] == {"long_term": 125.0, "short_term": 253.0}
+    assert pkg0["power_limit_w"] == 253.0 and pkg0["enabled"] is True
+    assert pkg1["power_limit_w"] == 180.0 and pkg1["enabled"] is False
+    assert "power_limit_w" not in dram  # the zone documents none
+    assert info["min_window_periods"] == 10
