@@ -52,8 +52,11 @@ MAX_EVAL_SAMPLES = 50_000
 log = logging.getLogger(__name__)
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    """Read and validate a YAML recipe file."""
+def load_recipe(path: str | Path, preset: str | None = None) -> Recipe:
+    """Read and validate a YAML recipe file; `preset` (the `--preset` flag), when given,
+    replaces the recipe's `measure.preset`, and is checked before the file is read."""
+    if preset is not None:
+        preset = check_preset(preset, "--preset")
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"recipe {path} is a directory, not a YAML file")
@@ -75,7 +78,23 @@ def load_recipe(path: str | Path) -> Recipe:
                           f"one is {kind}")
     data = dict(data)
     data.setdefault("name", path.stem)
+    if preset is not None:
+        measure = data.get("measure")
+        if measure is None or isinstance(measure, Mapping):  # else parse_recipe says why
+            data["measure"] = {**(measure or {}), "preset": preset}
     return parse_recipe(data)
+
+
+def check_preset(preset: Any, path: str) -> str:
+    """A measurement preset's name, or an error at `path` (a recipe path, or a flag) that
+    lists the presets and suggests the closest."""
+    from optbench.measure.presets import PRESETS
+
+    name = str(preset)
+    if name not in PRESETS:
+        raise RecipeError(path, f"unknown preset {name!r}; choose one of "
+                          f"{', '.join(PRESETS)}", closest(name, PRESETS))
+    return name
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -147,7 +166,7 @@ def _parse_model(data: Any) -> ModelSpec:
         raise RecipeError("recipe.model", "required: a model card name, a model file, or "
                           "{name: ..., weights: ...}")
     resolved = resolve_model(spec.ref)
-    check_model(resolved)  # a bad .onnx or Hugging Face directory: here, not per run
+    check_model(resolved, spec.weights)  # a bad .onnx or Hugging Face directory: here, not per run
     return ModelSpec(resolved.ref, spec.weights)
 
 
@@ -329,15 +348,11 @@ def _parse_sweep(data: Mapping[str, Any]) -> tuple[int, ...]:
 
 
 def _parse_measure(data: Mapping[str, Any]) -> MeasureSpec:
-    from optbench.measure.presets import PRESETS
     from optbench.meters import METERS
     from optbench.options import coerce
 
     _check_keys(data, MEASURE_KEYS, "recipe.measure")
-    preset = str(data.get("preset", "quick"))
-    if preset not in PRESETS:
-        raise RecipeError("recipe.measure.preset", f"unknown preset {preset!r}; choose one of "
-                          f"{', '.join(PRESETS)}", closest(preset, PRESETS))
+    preset = check_preset(data.get("preset", "quick"), "recipe.measure.preset")
     meters = coerce(_comma_items(data.get("meters", ["auto"]), "recipe.measure.meters"),
                     tuple[str, ...], "recipe.measure.meters")
     meters = tuple(m if m == "auto" else METERS.canonical(m) for m in meters)
