@@ -5,4 +5,4 @@ libraries are imported inside the backend, transform or model that needs them.
 """
 
 __version__ = "0.1.0"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
