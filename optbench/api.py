@@ -36,7 +36,8 @@ def runs(*outs: str | Path, **kwargs: Any) -> Any:
 
 def recommend(*outs: str | Path, objective: str = "energy",
               max_quality_drop: float | None = None, max_latency_p99_s: float | None = None,
-              **kwargs: Any) -> list[Recommendation]:
+              min_quality_ratio: float | None = None, **kwargs: Any) -> list[Recommendation]:
     """One recommendation per (model, quality metric) group in the stores."""
-    constraints = Constraints(max_quality_drop, max_latency_p99_s, objective)
+    constraints = Constraints(max_quality_drop, max_latency_p99_s, objective,
+                              min_quality_ratio=min_quality_ratio)
     return [recommend_group(g, constraints) for g in analyse(rows(*outs, **kwargs))]

@@ -56,10 +56,14 @@ CARBON = {
 CONSTRAINTS = {
     "objective": (str, typer.Option("energy", "--objective",
                                     help="energy | latency | throughput | co2 | ttft | tpot")),
-    "max_quality_drop": (Optional[float], typer.Option(
+    "max_quality_drop": (Optional[str], typer.Option(
         None, "--max-quality-drop",
-        help="allowed quality drop below the fp32 baseline, as a fraction (0.01 = one point "
-             "of top-1), or in the metric's own units (perplexity)")),
+        help="allowed quality drop below the fp32 baseline: 0.01 or 1% (one point of "
+             "top-1), or in the metric's own units (perplexity)")),
+    "min_quality_ratio": (Optional[str], typer.Option(
+        None, "--min-quality-ratio",
+        help="quality at least this share of the fp32 baseline, as MLPerf does: 0.99 or "
+             "99% (for perplexity: at most baseline / ratio)")),
     "max_latency_p99_ms": (Optional[float], typer.Option(
         None, "--max-latency-p99-ms", help="latency p99 ceiling in ms")),
     "rate": (Optional[float], typer.Option(
@@ -93,21 +97,38 @@ def _build(values: dict[str, Any]) -> ReportFlags:
 
     price = values.get("price_per_kwh")
     non_negative("--price-per-kwh", price)
-    non_negative("--max-quality-drop", values.get("max_quality_drop"))
+    drop = fraction("--max-quality-drop", values.get("max_quality_drop"))
+    non_negative("--max-quality-drop", drop)
+    ratio = fraction("--min-quality-ratio", values.get("min_quality_ratio"))
+    if ratio is not None and not (math.isfinite(ratio) and 0 < ratio <= 1):
+        raise UsageError(f"--min-quality-ratio must be in (0, 1] (0.99 or 99%: quality at "
+                         f"least 99% of the fp32 baseline), got {values['min_quality_ratio']}")
     latency_ms = values.get("max_latency_p99_ms")
     rate = values.get("rate")
     positive("--max-latency-p99-ms", latency_ms)
     positive("--rate", rate)
     try:
-        constraints = Constraints(values.get("max_quality_drop"),
-                                  None if latency_ms is None else latency_ms / 1e3,
-                                  values.get("objective", "energy"), rate)
+        constraints = Constraints(drop, None if latency_ms is None else latency_ms / 1e3,
+                                  values.get("objective", "energy"), rate,
+                                  min_quality_ratio=ratio)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     uri = values.get("mlflow_uri") or ("" if values.get("mlflow") else None)
     carbon = carbon_settings(values.get("region"), values.get("carbon_intensity"),
                              values.get("pue"))
     return ReportFlags(carbon, price, constraints, uri)
+
+
+def fraction(flag: str, text: str | None) -> float | None:
+    """A share given as a fraction ("0.01") or a percentage ("1%")."""
+    if text is None:
+        return None
+    body = text.strip()
+    scale = 100.0 if body.endswith("%") else 1.0
+    try:
+        return float(body.removesuffix("%").strip()) / scale
+    except ValueError:
+        raise UsageError(f"{flag} takes a number such as 0.01 or 1%, got {text!r}") from None
 
 
 def positive(flag: str, value: float | None) -> None:

@@ -25,7 +25,7 @@ from optbench.errors import UsageError
 
 
 @app.command()
-@report_flags(mlflow=True)
+@report_flags(constraints=True, mlflow=True)
 def compare(
     model: str = typer.Option(..., "--model", "-m", help="card name, .onnx file, HF dir/id"),
     backends: str = typer.Option(..., "--backends", "-b", help="comma-separated, e.g. ort,trt"),
@@ -78,7 +78,9 @@ def compare(
     flags: ReportFlags = None,  # type: ignore[assignment]  # filled in by report_flags
 ) -> None:
     """Compare backends (and precisions) on one model; writes the store and the report."""
-    from optbench.run.parse import parse_recipe
+    from optbench.run.parse import check_preset, parse_recipe
+
+    check_preset(preset, "--preset")
 
     variants: dict[str, list[str]] = {"fp32": []}
     for flag, name in ((int8, "int8"), (fp16, "fp16"), (bf16, "bf16")):
@@ -120,9 +122,12 @@ def compare(
 
 
 @app.command()
-@report_flags(mlflow=True)
+@report_flags(constraints=True, mlflow=True)
 def run(
     recipe_file: Path = typer.Argument(..., help="recipe YAML"),
+    preset: Optional[str] = typer.Option(
+        None, "--preset", help="quick | standard | rigorous: replaces the recipe's "
+        "measure.preset"),
     out: Path = OutOption,
     resume: bool = ResumeOption,
     print_recipe: bool = PrintRecipeOption,
@@ -131,7 +136,7 @@ def run(
     """Run a recipe file; writes the store and the report."""
     from optbench.run.parse import load_recipe
 
-    _execute(load_recipe(recipe_file), out, resume, print_recipe, flags)
+    _execute(load_recipe(recipe_file, preset=preset), out, resume, print_recipe, flags)
 
 
 def _execute(recipe: Any, out: Path, resume: bool, print_recipe: bool,

@@ -15,6 +15,7 @@ from typing import Any
 
 from optbench.report.columns import PLOTTED
 from optbench.report.pareto import pareto_front
+from optbench.results.quality import Paired, compare
 
 AXES = {c.key: (c.sense, c.label) for c in PLOTTED}  # key -> (sense, label)
 
@@ -33,10 +34,16 @@ class Group:
     baseline: dict[str, Any] | None = None
     fronts: dict[str, set[int]] = field(default_factory=dict)
     front3: set[int] = field(default_factory=set)
-    overlaps: dict[int, list[int]] = field(default_factory=dict)
+    overlaps: dict[int, list[int]] = field(default_factory=dict)  # the nearest few
+    overlap_counts: dict[int, int] = field(default_factory=dict)  # how many in all
+    _index: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)
+    # figures a renderer works out once per group, not per cell (e.g. the CO2 unit)
+    memo: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def by_id(self, run_id: int) -> dict[str, Any]:
-        return next(r for r in self.rows if r["run_id"] == run_id)
+        if len(self._index) != len(self.rows):  # built once: tables look up every overlap
+            self._index = {r["run_id"]: r for r in self.rows}
+        return self._index[run_id]
 
 
 def provenance_groups(rows: list[dict[str, Any]], key: str) -> list[list[dict[str, Any]]]:
@@ -46,26 +53,34 @@ def provenance_groups(rows: list[dict[str, Any]], key: str) -> list[list[dict[st
     return [[r for r in rows if measured(r)], [r for r in rows if not measured(r)]]
 
 
+def tier(row: dict[str, Any]) -> float | None:
+    """The quality a front compares: the baseline's where the row's difference from it is
+    not significant (tied on quality), else the row's own figure."""
+    value = row.get("quality_tier")
+    return row.get("quality_value") if value is None else value
+
+
 def front_ids(rows: list[dict[str, Any]], key: str, higher_is_better: bool) -> set[int]:
-    """Rows on the (axis, quality) front; energy fronts per provenance group."""
+    """Rows on the (axis, quality) front; energy fronts per provenance group. Quality is
+    compared by tier: rows tied with the baseline compete on the axis alone."""
     sense = AXES[key][0]
-    pts = [r for r in rows if r.get(key) is not None and r.get("quality_value") is not None]
+    pts = [r for r in rows if r.get(key) is not None and tier(r) is not None]
     ids: set[int] = set()
     for group in provenance_groups(pts, key):
         if group:
-            idx = pareto_front([(r[key], r["quality_value"]) for r in group],
+            idx = pareto_front([(r[key], tier(r)) for r in group],
                                (sense, "max" if higher_is_better else "min"))
             ids |= {group[i]["run_id"] for i in idx}
     return ids
 
 
 def front3_ids(rows: list[dict[str, Any]], higher_is_better: bool) -> set[int]:
-    keys = ("energy_per_sample_j", "latency_p99_s", "quality_value")
-    pts = [r for r in rows if all(r.get(k) is not None for k in keys)]
+    keys = ("energy_per_sample_j", "latency_p99_s")
+    pts = [r for r in rows if all(r.get(k) is not None for k in keys) and tier(r) is not None]
     ids: set[int] = set()
     for group in provenance_groups(pts, "energy_per_sample_j"):
         if group:
-            idx = pareto_front([tuple(r[k] for k in keys) for r in group],
+            idx = pareto_front([(r[keys[0]], r[keys[1]], tier(r)) for r in group],
                                ("min", "min", "max" if higher_is_better else "min"))
             ids |= {group[i]["run_id"] for i in idx}
     return ids
@@ -100,6 +115,55 @@ def add_deltas(rows: list[dict[str, Any]], base: dict[str, Any] | None) -> None:
         }
 
 
+QUALITY_TEST_KEYS = ("quality_delta", "quality_delta_p_value", "quality_test",
+                     "quality_tied", "quality_samples_to_resolve", "quality_tier")
+
+
+def paired_quality(a: dict[str, Any], b: dict[str, Any]) -> Paired | None:
+    """b's quality against a's on the same samples; None when they cannot be paired (no
+    per-sample outcomes, another metric, or other inputs)."""
+    x, y = a.get("quality_outcomes"), b.get("quality_outcomes")
+    if (x is None or y is None or len(x) != len(y) or a["quality_metric"] != b["quality_metric"]
+            or a.get("quality_inputs") != b.get("quality_inputs")):
+        return None
+    return compare(a["quality_metric"], x, y)
+
+
+def add_quality_tests(rows: list[dict[str, Any]], base: dict[str, Any] | None) -> None:
+    """Each row's paired test against the baseline: p-value, whether it is tied on quality
+    (not significant at 5%), the samples that would resolve the difference, and its tier."""
+    for r in rows:
+        r.update(dict.fromkeys(QUALITY_TEST_KEYS))
+        if base is None or r is base:
+            continue
+        paired = paired_quality(base, r)
+        if paired is None:
+            continue
+        r.update(quality_delta=paired.delta, quality_delta_p_value=paired.p_value,
+                 quality_test=paired.test, quality_tied=not paired.significant,
+                 quality_samples_to_resolve=paired.samples_to_resolve)
+        if not paired.significant:
+            r["quality_tier"] = base["quality_value"]
+
+
+def compare_quality(rows: list[dict[str, Any]]) -> None:
+    """Paired quality tests for rows not yet analysed (the export): per (model, metric)
+    group of ok runs, against the group's baseline, as `analyse` does."""
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        if row["status"] == "ok" and row["quality_metric"]:
+            grouped[(row["model"], row["quality_metric"])].append(row)
+    for members in grouped.values():
+        add_quality_tests(members, baseline(members))
+
+
+def energy_tied(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two rows' 95% energy intervals overlap (same provenance)."""
+    ia, ib = interval(a), interval(b)
+    return (ia is not None and ib is not None and measured(a) == measured(b)
+            and ia[0] <= ib[1] and ib[0] <= ia[1])
+
+
 def interval(row: dict[str, Any]) -> tuple[float, float] | None:
     value, ci = row.get("energy_per_sample_j"), row.get("energy_per_sample_ci95_j")
     if value is None or ci is None:
@@ -107,17 +171,70 @@ def interval(row: dict[str, Any]) -> tuple[float, float] | None:
     return value - ci, value + ci
 
 
-def energy_overlaps(rows: list[dict[str, Any]]) -> dict[int, list[int]]:
-    """For each row, the rows whose 95% energy intervals overlap its own (same provenance)."""
+def energy_overlaps(rows: list[dict[str, Any]], limit: int = 10,
+                    counts: dict[int, int] | None = None) -> dict[int, list[int]]:
+    """For each row with an energy interval, rows whose 95% energy intervals overlap its own
+    (same provenance): the `limit` nearest in energy (by interval centre), nearest first,
+    so 10,000 look-alikes cost 10 ids a row, not 10,000. `counts`, when given, receives
+    how many overlap each row in all.
+
+    Without comparing every pair: the counts come from two sorted arrays (those starting
+    at or before a row's end, less those ending before its start); the nearest from the
+    neighbours in centre order, scanned outward in doubling windows until no row outside
+    the window can be nearer. Both O(n log n) but for contrived spreads of widths.
+    """
+    import numpy as np
+
     out: dict[int, list[int]] = {}
-    for a in rows:
-        ia = interval(a)
-        if ia is None:
+    for provenance in (True, False):
+        members = [(r["run_id"], iv) for r in rows
+                   if measured(r) == provenance and (iv := interval(r)) is not None]
+        usable = [(i, lo, hi) for i, (lo, hi) in members if lo == lo and hi == hi]  # no NaN
+        for run_id, _ in members:
+            out[run_id] = []
+            if counts is not None:
+                counts[run_id] = 0
+        if len(usable) < 2:
             continue
-        out[a["run_id"]] = [
-            b["run_id"] for b in rows
-            if b is not a and measured(b) == measured(a) and (ib := interval(b)) is not None
-            and ia[0] <= ib[1] and ib[0] <= ia[1]]
+        ids = np.array([u[0] for u in usable])
+        lo = np.array([min(u[1], u[2]) for u in usable], dtype=np.float64)
+        hi = np.array([max(u[1], u[2]) for u in usable], dtype=np.float64)
+        total = (np.searchsorted(np.sort(lo), hi, "right")
+                 - np.searchsorted(np.sort(hi), lo, "left") - 1)
+        order = np.argsort((lo + hi) / 2, kind="stable")  # positions in centre order
+        ids, lo, hi, total = ids[order], lo[order], hi[order], total[order]
+        centre, n = (lo + hi) / 2, len(ids)
+        want = np.minimum(total, limit)
+        pending, width = np.flatnonzero(want > 0), 8
+        while pending.size:
+            width = min(width, n)
+            offsets = np.concatenate([np.arange(1, width + 1), -np.arange(1, width + 1)])
+            unsettled = []
+            step = max(1, 2_000_000 // offsets.size)  # bounded memory per round
+            for start in range(0, pending.size, step):
+                at = pending[start:start + step]
+                near = at[:, None] + offsets[None, :]
+                inside = (near >= 0) & (near < n)
+                near = np.clip(near, 0, n - 1)
+                overlap = inside & (lo[near] <= hi[at, None]) & (lo[at, None] <= hi[near])
+                distance = np.where(overlap, np.abs(centre[near] - centre[at, None]), np.inf)
+                ranked = np.argsort(distance, axis=1, kind="stable")
+                k = want[at]
+                kth = np.take_along_axis(distance, ranked, 1)[
+                    np.arange(at.size), np.minimum(k, offsets.size) - 1]
+                kth[k > offsets.size] = np.inf  # more wanted than the window holds
+                right, left = at + width, at - width  # beyond these, every row is farther
+                safe = np.minimum(
+                    np.where(right < n, centre[np.minimum(right, n - 1)] - centre[at], np.inf),
+                    np.where(left >= 0, centre[at] - centre[np.maximum(left, 0)], np.inf))
+                settled = (overlap.sum(axis=1) == total[at]) | (kth <= safe)
+                for row in np.flatnonzero(settled):
+                    chosen = near[row, ranked[row, :k[row]]]
+                    out[int(ids[at[row]])] = ids[chosen].tolist()
+                unsettled.append(at[~settled])
+            pending, width = np.concatenate(unsettled), width * 2
+        if counts is not None:
+            counts.update(zip(ids.tolist(), total.tolist()))
     return out
 
 
@@ -133,9 +250,10 @@ def analyse(rows: list[dict[str, Any]]) -> list[Group]:
         group = Group(model, metric, members[0]["sample_unit"], hib, members)
         group.baseline = baseline(members)
         add_deltas(members, group.baseline)
+        add_quality_tests(members, group.baseline)
         group.fronts = {key: front_ids(members, key, hib) for key in AXES}
         group.front3 = front3_ids(members, hib)
-        group.overlaps = energy_overlaps(members)
+        group.overlaps = energy_overlaps(members, counts=group.overlap_counts)
         groups.append(group)
     return groups
 

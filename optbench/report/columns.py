@@ -106,6 +106,58 @@ def delta(name: str, show: Callable[[float | None], str]) -> CellText:
     return lambda row, group: show(row.get("delta", {}).get(name))
 
 
+def quality_cell(row: Row, group: Group) -> str:
+    """The headline quality figure with its 95% interval (Wilson or bootstrap)."""
+    value, low, high = (row.get(k) for k in ("quality_value", "quality_ci95_low",
+                                             "quality_ci95_high"))
+    text = fmt(value, 1.0, 4)
+    if value is not None and low is not None:
+        text += f" [{low:.4g}, {high:.4g}]"
+    return text
+
+
+def quality_delta_cell(row: Row, group: Group) -> str:
+    """The change against the baseline, and whether a paired test on the same samples can
+    tell it from noise: "≈ fp32" when it cannot."""
+    change = row.get("delta", {}).get("quality")
+    p = row.get("quality_delta_p_value")
+    if change is None or p is None:
+        return signed(change)
+    base = group.baseline["variant"] if group.baseline else "baseline"
+    shown = f"{signed(change)}, p={p:.2g}"
+    return f"≈ {base} ({shown})" if row.get("quality_tied") else shown
+
+
+def validity_cell(row: Row) -> str:
+    """"ok", or the names of the checks the run failed (their details are in provenance)."""
+    failed = [c["name"] for c in row.get("validity_checks") or [] if c["status"] == "fail"]
+    if failed:
+        return "failed: " + ", ".join(failed)
+    return row.get("validity") or "-"
+
+
+CO2_UNITS = ((1.0, "g"), (1e-3, "mg"), (1e-6, "µg"))
+
+
+def co2_unit(group: Group) -> tuple[float, str]:
+    """The CO2 unit that shows the group's largest figure as at least 1: g, mg or µg."""
+    values = [abs(r["co2_g_per_1000"]) for r in group.rows if r.get("co2_g_per_1000")]
+    top = max(values, default=1.0)
+    return next(((s, u) for s, u in CO2_UNITS if top >= s), CO2_UNITS[-1])
+
+
+def group_co2_unit(group: Group) -> tuple[float, str]:
+    """co2_unit, worked out once per group (every cell asks)."""
+    if "co2_unit" not in group.memo:
+        group.memo["co2_unit"] = co2_unit(group)
+    return group.memo["co2_unit"]
+
+
+def co2_cell(row: Row, group: Group) -> str:
+    scale, _ = group_co2_unit(group)
+    return fmt(row.get("co2_g_per_1000"), 1 / scale)
+
+
 def front_marks(row: Row, group: Group) -> str:
     """The letters of the fronts a row is on, then 3 for the 3-objective set."""
     marks = "".join(c.front[0] for c in PLOTTED
@@ -114,8 +166,11 @@ def front_marks(row: Row, group: Group) -> str:
 
 
 def overlap_cell(row: Row, group: Group) -> str:
-    return ", ".join(run_label(group.by_id(i), short=True)
-                     for i in group.overlaps.get(row["run_id"], []))
+    """The nearest configurations whose energy intervals overlap, and how many more."""
+    near = group.overlaps.get(row["run_id"], [])
+    text = ", ".join(run_label(group.by_id(i), short=True) for i in near)
+    more = group.overlap_counts.get(row["run_id"], len(near)) - len(near)
+    return text + (f" and {more} more" if more > 0 else "")
 
 
 COLUMNS = (
@@ -129,7 +184,8 @@ COLUMNS = (
     Column("status"),
     Column("reason"),
     Column("quality_metric", mlflow="param"),
-    Column("quality_value", mlflow="metric", table=Shown(60, "{metric}", digits=4)),
+    Column("quality_value", mlflow="metric",
+           table=Shown(60, "{metric} (95% CI)", cell=quality_cell)),
     Column("latency_p50_s", "latency p50", "min", 1e3, "ms", mlflow="metric",
            plot="latency_p50", table=Shown(80, "p50 ms"), serving=Shown(40, "p50 ms")),
     Column("latency_p90_s", mlflow="metric"),
@@ -161,7 +217,7 @@ COLUMNS = (
     Column("energy_reason"),
     Column("energy_per_1000_wh", mlflow="metric"),
     Column("co2_g_per_1000", "gCO2e per 1,000 {unit}s", "min", mlflow="metric",
-           objective="co2", table=Shown(200, "gCO2e/1k")),
+           objective="co2", table=Shown(200, "{co2_unit}CO2e/1k {unit}s", cell=co2_cell)),
     Column("carbon_intensity_g_per_kwh"),
     Column("pue"),
     Column("cost_per_1000", mlflow="metric", table=Shown(210, "cost/1k", when="cost_per_1000")),
@@ -236,12 +292,25 @@ COLUMNS = (
     Column("batching"),
     Column("max_rate_is_lower_bound"),
     Column("completed"),
+    # quality uncertainty and paired significance against the baseline (results/quality.py)
+    Column("quality_ci95_low", mlflow="metric"),
+    Column("quality_ci95_high", mlflow="metric"),
+    Column("quality_ci_method"),
+    Column("quality_samples"),
+    Column("quality_delta"),
+    Column("quality_delta_p_value", mlflow="metric"),
+    Column("quality_test"),
+    Column("quality_tied"),
+    Column("quality_samples_to_resolve"),
+    # validity checks per run (results/validity.py): "ok" or what failed
+    Column("validity", table=Shown(215, "validity", left=True, when="validity",
+                                   cell=lambda row, group: validity_cell(row))),
     # not exported: set by report.data, or computed per group for the tables
     Column("env_label", export=False,
            table=Shown(10, "machine", when="env_label", left=True)),  # several machines
     Column("recipe", export=False, mlflow="param"),
-    Column("delta_quality", export=False, table=Shown(70, "Δ quality",
-                                                      cell=delta("quality", signed))),
+    Column("delta_quality", export=False, table=Shown(70, "Δ quality (paired test)",
+                                                      cell=quality_delta_cell)),
     Column("delta_energy", export=False, table=Shown(150, "Δ energy", cell=delta("energy", pct))),
     Column("delta_latency_p99", export=False,
            table=Shown(160, "Δ p99", cell=delta("latency_p99", pct))),
@@ -275,7 +344,8 @@ def table_columns(group: Group) -> list[Column]:
 
 
 def table_head(columns: list[Column], group: Group) -> list[str]:
-    return [c.table.head.format(metric=group.metric, unit=group.unit)
+    co2 = group_co2_unit(group)[1]
+    return [c.table.head.format(metric=group.metric, unit=group.unit, co2_unit=co2)
             for c in columns]
 
 
@@ -289,7 +359,11 @@ def fronts_legend(group: Group) -> str:
     shown = [c for c in PLOTTED if c.front and c.shown_in(group)]
     letters = "".join(f"{c.front[0]} = {c.front[1]} vs quality, " for c in shown)
     return (f"Fronts: {letters}3 = non-dominated in (energy, latency p99, quality). Not "
-            "distinguishable (energy) lists configurations whose 95% energy intervals overlap.")
+            "distinguishable (energy) lists configurations whose 95% energy intervals "
+            "overlap. Quality: 95% intervals (Wilson for accuracies, bootstrap over windows "
+            "for perplexity); Δ quality is tested against the baseline on the same samples "
+            "(exact McNemar, paired bootstrap), and a difference with p >= 0.05 is shown as "
+            "≈ and counts as tied on the fronts.")
 
 
 def serving_head(group: Group) -> list[str]:

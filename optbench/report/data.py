@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from optbench.carbon import CarbonSettings
-from optbench.report.analysis import add_break_even
+from optbench.report.analysis import QUALITY_TEST_KEYS, add_break_even, compare_quality
 from optbench.results.store import Store, StoredRun
 from optbench.results.summary import serving_rows, summarize_run
 
@@ -19,6 +19,15 @@ def latest_runs(runs: Iterable[StoredRun]) -> list[StoredRun]:
     for run in runs:
         latest[(run.spec_key, run.env_id)] = run
     return sorted(latest.values(), key=lambda r: r.id)
+
+
+def latest_ids(store: Store) -> list[int]:
+    """The ids `latest_runs` would keep, chosen from the runs' keys alone (nothing else of
+    a run is read for one that a rerun replaced)."""
+    latest: dict[tuple[str, str], int] = {}
+    for run_id, key, env in store.run_keys():
+        latest[(key, env)] = run_id
+    return sorted(latest.values())
 
 
 def env_label(env: dict[str, Any]) -> str:
@@ -44,12 +53,14 @@ def load(outs: list[Path], carbon: CarbonSettings, price_per_kwh: float | None) 
 
     Stores are opened read-only: reading writes nothing (a store on read-only media can be
     reported, a file that is not a store is left as it is) and never waits for a writer.
+    Runs are read a chunk at a time without their raw latency arrays (the stored latency
+    statistics serve the rows), so memory holds the rows, not the store.
     """
     data = ReportData([], sources=[str(o) for o in outs])
     for index, out in enumerate(outs):
         store = Store.open(out, readonly=True)
         try:
-            for run in latest_runs(store.runs()):
+            for run in store.iter_runs(latest_ids(store), raw=False):
                 row = summarize_run(run, carbon, price_per_kwh)
                 row["store_run_id"] = run.id
                 row["run_id"] = index * 10_000_000 + run.id
@@ -63,6 +74,10 @@ def load(outs: list[Path], carbon: CarbonSettings, price_per_kwh: float | None) 
         finally:
             store.close()
     add_break_even(data.rows)
+    compare_quality(data.rows)  # paired tests against each group's baseline, for the export
+    tested = {r["run_id"]: r for r in data.rows}
+    for point in data.serving:  # a serving point is judged on its configuration's outputs
+        point.update({k: tested[point["run_id"]].get(k) for k in QUALITY_TEST_KEYS})
     if len(data.environments) > 1:
         for row in data.rows + data.serving:
             row["env_label"] = env_label(data.environments[row["env_id"]])

@@ -8,7 +8,7 @@ each at the first of a list of offsets around its point whose box (measured by t
 renderer) overlaps no label, legend or labelled point already placed; one that fits nowhere
 is left out, and the legend says the tables name the unlabelled points. A log axis
 carries labelled ticks across its whole range, however narrow. Rows that failed a validity
-check (`valid` False) are hollow.
+check (`valid` False) are hollow. Vertical bars are the quality's 95% intervals.
 """
 
 from __future__ import annotations
@@ -119,6 +119,13 @@ def front_figure(group: Group, column: Any) -> Any:
                 ax.errorbar(*xy(rows), xerr=[r["energy_per_sample_ci95_j"] * scale
                                              for r in rows],
                             fmt="none", ecolor=color, capsize=3, lw=1, zorder=1)
+    ranged = [r for r in pts if r.get("quality_ci95_low") is not None
+              and r.get("quality_ci95_high") is not None and (not crowd or r["run_id"] in front)]
+    if ranged:  # the quality intervals: differences inside them are not real
+        x, y = xy(ranged)
+        ax.errorbar(x, y, yerr=[[max(q - r["quality_ci95_low"], 0) for q, r in zip(y, ranged)],
+                                [max(r["quality_ci95_high"] - q, 0) for q, r in zip(y, ranged)]],
+                    fmt="none", ecolor="C7", alpha=0.35, capsize=2, lw=1, zorder=1)
     size, other = MARKER_SIZE ** 2, (3 ** 2 if crowd else MARKER_SIZE ** 2)
     kinds: dict[str, list[dict[str, Any]]] = {
         "invalid": [], "front": [], "front-estimated": [], "other": [], "other-estimated": []}

@@ -5,17 +5,27 @@ on the server: tables are built here with html.escape, and the figures' labels a
 escaped before Plotly sees them, so markup in a name is shown as text, never executed.
 The page's data travels as JSON inside a <script type="application/json"> block with
 '<', '>' and '&' escaped, so it cannot close the script element.
+
+Sized for stores of 10,000 configurations: the blob holds each group's rows once (values,
+hover text, provenance) and every figure of the group reads them by index; a table longer
+than a page (PAGE_ROWS) travels in the blob as cells, drawn a page at a time by a few lines
+of plain JavaScript with a filter box and sortable columns (text set with textContent,
+never parsed as markup); a series of more than GL_POINTS points is drawn with WebGL
+(scattergl), and when a page's WebGL figures would need more contexts than a browser keeps,
+each is drawn as it scrolls into view and the oldest out of view released.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import math
 from typing import Any
 
 from optbench.carbon import CarbonSettings
-from optbench.report.analysis import Group, best_first, measured
+from optbench.report.analysis import Group, best_first, measured, provenance_groups
 from optbench.report.columns import (
+    BY_KEY,
     PLOTTED,
     SERVING_TABLE,
     Column,
@@ -39,6 +49,7 @@ from optbench.report.serving import (
     runner_up_text,
     spans_decades,
 )
+from optbench.report.significance import significance_lines
 from optbench.report.text import (
     BOUNDARY,
     FAILED_HEAD,
@@ -59,6 +70,13 @@ from optbench.report.text import (
     shows_making,
 )
 
+PAGE_ROWS = 100  # tables longer than this are drawn by the page, a page at a time
+GL_POINTS = 2000  # series with more points are drawn with WebGL (SVG is fine below)
+# WebGL contexts in use at once: browsers keep about 16 a page and drop the oldest beyond;
+# a scattergl figure takes three (Plotly's context, focus and pick canvases), a 3-D one one.
+LIVE_CONTEXTS = 12
+LISTED = 20  # rejected configurations listed by name in a recommendation box
+
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#222}
 h1{margin-bottom:.2rem} .note{color:#555;font-size:.9rem}
@@ -68,61 +86,177 @@ th{background:#f3f3f3} td.l{text-align:left}
 .plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:1rem}
 .plot{height:420px} .rec{background:#eef6ee;border-left:4px solid #3a3;padding:.5rem 1rem}
 .none{background:#fbeeee;border-left-color:#c33} .est{color:#a60}
+.paged table{margin-top:.3rem} .paged th{cursor:pointer} .ctl{margin:.8rem 0 0;font-size:.85rem}
+.ctl input{width:18rem}
 """
 
 SCRIPT = """
 (function(){
   var data = JSON.parse(document.getElementById('optbench-data').textContent);
-  data.plots.forEach(function(p){
-    var traces = p.series.map(function(s){
-      return {x:s.x, y:s.y, text:s.text, hoverinfo:'text', mode:'markers', type:'scatter',
-              name:s.name, error_x:{type:'data', array:s.err, visible:true, thickness:1},
-              marker:{size:10, symbol:s.symbol, color:s.color, line:{width:2, color:s.color}}};
+  var GL_POINTS = %(gl_points)d, LIVE_CONTEXTS = %(live)d, PAGE = %(page_rows)d, drawn = 0;
+  function mark(){ drawn += 1; document.body.setAttribute('data-plots-drawn', String(drawn)); }
+  function pick(a, idx){ return idx.map(function(i){ return a[i]; }); }
+  function members(idx){ var s = {}; (idx || []).forEach(function(i){ s[i] = true; }); return s; }
+  var config = {displaylogo:false, responsive:true}, jobs = [];
+  function figure(p, g){
+    var xs = g.x[p.key], est = members(g.estimated), hollow = members(g.hollow), front = {};
+    p.lines.forEach(function(l){ l.idx.forEach(function(i){ front[i] = true; }); });
+    var all = [];
+    for (var i = 0; i < g.y.length; i++) { if (xs[i] !== null && g.y[i] !== null) all.push(i); }
+    var series = p.split ? [['measured energy', all.filter(function(i){ return !est[i]; }), false],
+                            ['estimated energy', all.filter(function(i){ return est[i]; }), true]]
+                         : [['configurations', all, false]];
+    series = series.filter(function(s){ return s[1].length; });
+    var gl = series.some(function(s){ return s[1].length > GL_POINTS; }) ? 3 : 0;
+    return {id: p.id, gl: gl, draw: function(){  // scattergl: three WebGL contexts
+      var traces = series.map(function(s){
+        var idx = s[1], big = idx.length > GL_POINTS;
+        var colors = idx.map(function(i){ return front[i] ? '#1f77b4' : '#999999'; });
+        var t = {x:pick(xs, idx), y:pick(g.y, idx), text:pick(g.text, idx), hoverinfo:'text',
+                 mode:'markers', type:big ? 'scattergl' : 'scatter', name:s[0],
+                 marker:{size:big ? 6 : 10, color:colors, line:{width:big ? 1 : 2, color:colors},
+                         symbol:idx.map(function(i){
+                           return s[2] || hollow[i] ? 'circle-open' : 'circle'; })}};
+        if (p.err) t.error_x = {type:'data', visible:true, thickness:1, color:'#aaaaaa',
+                                array:pick(g.err, idx).map(function(e){ return e || 0; })};
+        return t;
+      });
+      p.lines.forEach(function(l){
+        traces.push({x:pick(xs, l.idx), y:pick(g.y, l.idx), mode:'lines', type:'scatter',
+                     name:l.name, line:{shape:l.shape, color:l.color, width:1.5},
+                     hoverinfo:'skip'});
+      });
+      Plotly.newPlot(p.id, traces, {title:{text:p.title}, xaxis:{title:{text:p.xlabel},
+        type:p.log ? 'log' : 'linear'}, yaxis:{title:{text:p.ylabel}},
+        margin:{t:40,r:10,b:90,l:60}, legend:{orientation:'h', y:-0.28}}, config);
+    }};
+  }
+  function cube(c, g){
+    var ex = g.x.energy_per_sample_j || [], lx = g.x.latency_p99_s || [], front = members(c.front);
+    var hollow = members(g.hollow), idx = [];
+    for (var i = 0; i < g.y.length; i++) {
+      if (ex[i] != null && lx[i] != null && g.y[i] !== null) idx.push(i);
+    }
+    return {id: c.id, gl: 1, draw: function(){
+      Plotly.newPlot(c.id, [{x:pick(ex, idx), y:pick(lx, idx), z:pick(g.y, idx),
+        text:pick(g.text, idx), hoverinfo:'text', mode:'markers', type:'scatter3d',
+        marker:{size:idx.length > GL_POINTS ? 3 : 5,
+                color:idx.map(function(i){ return front[i] ? '#d62728' : '#999999'; }),
+                symbol:idx.map(function(i){ return hollow[i] ? 'circle-open' : 'circle'; })}}],
+        {title:{text:c.title}, scene:{xaxis:{title:{text:c.xlabel}, type:'log'},
+        yaxis:{title:{text:c.ylabel}, type:'log'}, zaxis:{title:{text:c.zlabel}}},
+        margin:{t:40,r:0,b:0,l:0}}, config);
+    }};
+  }
+  function load(p){
+    return {id: p.id, gl: 0, draw: function(){
+      var traces = p.series.map(function(s){
+        return {x:s.x, y:s.y, text:s.text, hoverinfo:'text', mode:'lines+markers',
+                type:'scatter', name:s.name, error_y:{type:'data', array:s.err, visible:true,
+                thickness:1}, line:{color:s.color, dash:s.dash},
+                marker:{size:9, symbol:s.symbols, color:s.markers}};
+      });
+      p.bounds.forEach(function(b){
+        traces.push({x:p.span, y:[b.y, b.y], mode:'lines', type:'scatter', name:b.name,
+                     line:{color:'#d62728', dash:'dot', width:1.5}, hoverinfo:'skip'});
+      });
+      Plotly.newPlot(p.id, traces, {title:{text:p.title}, xaxis:{title:{text:p.xlabel},
+        type:p.xlog ? 'log' : 'linear'}, yaxis:{title:{text:p.ylabel},
+        type:p.ylog ? 'log' : 'linear'}, margin:{t:40,r:10,b:90,l:60},
+        legend:{orientation:'h', y:-0.28}}, config);
+    }};
+  }
+  data.plots.forEach(function(g){ g.figures.forEach(function(p){ jobs.push(figure(p, g)); }); });
+  data.cubes.forEach(function(c){ jobs.push(cube(c, data.plots[c.group])); });
+  (data.lines || []).forEach(function(p){ jobs.push(load(p)); });
+  function cost(list){ return list.reduce(function(sum, j){ return sum + j.gl; }, 0); }
+  if (cost(jobs) <= LIVE_CONTEXTS || !('IntersectionObserver' in window)) {
+    jobs.forEach(function(j){ j.draw(); mark(); });
+  } else {
+    var byId = {}, live = [], seen = {};
+    var forget = function(j){ j.live = false; live = live.filter(function(k){ return k !== j; }); };
+    var release = function(room){  // purge the oldest figures out of view until there is room
+      for (var n = 0; n < live.length && cost(live) + room > LIVE_CONTEXTS; ) {
+        if (live[n].visible) { n += 1; continue; }
+        var old = live[n];
+        forget(old);
+        Plotly.purge(old.id);
+      }
+    };
+    var observer = new IntersectionObserver(function(entries){
+      entries.forEach(function(e){ byId[e.target.id].visible = e.isIntersecting; });
+      entries.forEach(function(e){
+        var j = byId[e.target.id];
+        if (!j.visible || j.live) return;
+        if (j.gl) release(j.gl);
+        j.draw(); j.live = true;
+        if (!seen[j.id]) { seen[j.id] = true; mark(); }
+        if (!j.gl) return;
+        live.push(j);
+        document.getElementById(j.id).querySelectorAll('canvas').forEach(function(c){
+          c.addEventListener('webglcontextlost', function(){ forget(j); }, {once: true});
+        });  // a context the browser took back: drawn again when next scrolled to
+      });
+    }, {rootMargin: '100px'});
+    jobs.forEach(function(j){ byId[j.id] = j; observer.observe(document.getElementById(j.id)); });
+  }
+  (data.tables || []).forEach(function(t){
+    var box = document.getElementById(t.id), body = box.querySelector('tbody');
+    var input = box.querySelector('input'), info = box.querySelector('.info');
+    var prev = box.querySelector('.prev'), next = box.querySelector('.next');
+    var odd = {}, page = 0, hay = null, sense = {};
+    t.odd.forEach(function(o){ odd[o[0] + ',' + o[1]] = o[2]; });
+    var order = t.rows.map(function(r, i){ return i; }), view = order;
+    function render(){
+      var start = page * PAGE, shown = view.slice(start, start + PAGE);
+      var frag = document.createDocumentFragment();
+      shown.forEach(function(i){
+        var tr = document.createElement('tr');
+        t.rows[i].forEach(function(text, c){
+          var td = document.createElement('td'), cls = odd[i + ',' + c];
+          td.textContent = text;
+          cls = cls === undefined ? t.cls[c] : cls;
+          if (cls) td.className = cls;
+          tr.appendChild(td);
+        });
+        frag.appendChild(tr);
+      });
+      body.textContent = '';
+      body.appendChild(frag);
+      info.textContent = view.length ? 'rows ' + (start + 1) + '-' + (start + shown.length) +
+        ' of ' + view.length + (view.length < t.rows.length ? ' (filtered from ' +
+        t.rows.length + ')' : '') : 'no row matches';
+      prev.disabled = page === 0;
+      next.disabled = start + PAGE >= view.length;
+    }
+    function filter(){
+      var q = input.value.toLowerCase();
+      if (q && !hay) hay = t.rows.map(function(r){ return r.join('\\t').toLowerCase(); });
+      view = q ? order.filter(function(i){ return hay[i].indexOf(q) >= 0; }) : order;
+      page = 0;
+      render();
+    }
+    input.addEventListener('input', filter);
+    prev.addEventListener('click', function(){ page -= 1; render(); });
+    next.addEventListener('click', function(){ page += 1; render(); });
+    box.querySelectorAll('th').forEach(function(th, c){
+      th.title = 'sort';
+      th.addEventListener('click', function(){
+        var d = sense[c] = -(sense[c] || -1), text = /(^| )l( |$)/.test(t.cls[c]);
+        var keys = t.rows.map(function(r){ var v = parseFloat(r[c]); return isNaN(v) ? null : v; });
+        order = order.slice().sort(function(a, b){
+          var x = text ? null : keys[a], y = text ? null : keys[b];
+          if (x !== null && y !== null) return d * (x - y) || a - b;
+          if (x !== null || y !== null) return x === null ? 1 : -1;
+          return d * t.rows[a][c].localeCompare(t.rows[b][c]) || a - b;
+        });
+        filter();
+      });
     });
-    p.fronts.forEach(function(f){
-      traces.push({x:f.x, y:f.y, mode:'lines', type:'scatter', name:f.name,
-                   line:{shape:f.shape, color:f.color, width:1.5}, hoverinfo:'skip'});
-    });
-    Plotly.newPlot(p.id, traces, {title:{text:p.title}, xaxis:{title:{text:p.xlabel},
-      type:p.log ? 'log' : 'linear'}, yaxis:{title:{text:p.ylabel}},
-      margin:{t:40,r:10,b:90,l:60}, legend:{orientation:'h', y:-0.28}},
-      {displaylogo:false, responsive:true});
+    render();
   });
-  data.cubes.forEach(function(c){
-    Plotly.newPlot(c.id, [{x:c.x, y:c.y, z:c.z, text:c.text, hoverinfo:'text',
-      mode:'markers', type:'scatter3d', marker:{size:5, color:c.color}}],
-      {title:{text:c.title}, scene:{xaxis:{title:{text:'energy (mJ)'}, type:'log'},
-      yaxis:{title:{text:'latency p99 (ms)'}, type:'log'}, zaxis:{title:{text:c.zlabel}}},
-      margin:{t:40,r:0,b:0,l:0}}, {displaylogo:false, responsive:true});
-  });
-  document.body.setAttribute('data-plots-drawn', String(data.plots.length + data.cubes.length));
 })();
-"""
-
-
-SERVING_SCRIPT = """
-(function(){
-  var data = JSON.parse(document.getElementById('optbench-data').textContent);
-  data.lines.forEach(function(p){
-    var traces = p.series.map(function(s){
-      return {x:s.x, y:s.y, text:s.text, hoverinfo:'text', mode:'lines+markers',
-              type:'scatter', name:s.name, error_y:{type:'data', array:s.err, visible:true,
-              thickness:1}, line:{color:s.color, dash:s.dash},
-              marker:{size:9, symbol:s.symbols, color:s.markers}};
-    });
-    p.bounds.forEach(function(b){
-      traces.push({x:p.span, y:[b.y, b.y], mode:'lines', type:'scatter', name:b.name,
-                   line:{color:'#d62728', dash:'dot', width:1.5}, hoverinfo:'skip'});
-    });
-    Plotly.newPlot(p.id, traces, {title:{text:p.title}, xaxis:{title:{text:p.xlabel},
-      type:p.xlog ? 'log' : 'linear'}, yaxis:{title:{text:p.ylabel},
-      type:p.ylog ? 'log' : 'linear'}, margin:{t:40,r:10,b:90,l:60},
-      legend:{orientation:'h', y:-0.28}}, {displaylogo:false, responsive:true});
-  });
-  var drawn = Number(document.body.getAttribute('data-plots-drawn') || 0);
-  document.body.setAttribute('data-plots-drawn', String(drawn + data.lines.length));
-})();
-"""
+""" % {"gl_points": GL_POINTS, "live": LIVE_CONTEXTS, "page_rows": PAGE_ROWS}
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf")
 SATURATED = "#d62728"
@@ -130,6 +264,45 @@ SATURATED = "#d62728"
 
 def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
+
+
+class Page:
+    """What the page's one JSON blob carries beside its figures: the tables too long to
+    send as HTML, as cells; each gets an element id its script fills."""
+
+    def __init__(self) -> None:
+        self.tables: list[dict[str, Any]] = []
+
+    def table(self, head: list[str] | tuple[str, ...], rows: list[list[tuple[str, str]]]
+              ) -> str:
+        """A table drawn by the page, a page at a time: the header as HTML, the cells (text
+        unescaped: the script sets textContent) in the blob. A column's usual CSS class
+        is sent once; cells that differ (an estimated method) are listed."""
+        tid = f"table-{len(self.tables)}"
+        classes = [c for _, c in rows[0]] if rows else []
+        odd = [[r, c, css] for r, cells in enumerate(rows) for c, (_, css) in enumerate(cells)
+               if css != classes[c]]
+        self.tables.append({"id": tid, "rows": [[text for text, _ in cells] for cells in rows],
+                            "cls": classes, "odd": odd})
+        return (f'<div class="paged" id="{tid}"><p class="ctl"><input type="search" '
+                'placeholder="filter rows (any text in them)" aria-label="filter rows"> '
+                '<button class="prev" type="button">previous</button> <span class="info">'
+                f'{len(rows)} rows (shown with JavaScript)</span> '
+                '<button class="next" type="button">next</button></p><table><thead><tr>'
+                + "".join(f"<th>{esc(h)}</th>" for h in head)
+                + "</tr></thead><tbody></tbody></table></div>")
+
+
+def html_table(head: list[str] | tuple[str, ...], rows: list[list[tuple[str, str]]],
+               page: Page | None = None) -> str:
+    """A table of (text, CSS class) cells; every header and cell escaped. Longer than
+    PAGE_ROWS and with a `page` to carry it: drawn by the page instead (Page.table)."""
+    if page is not None and len(rows) > PAGE_ROWS:
+        return page.table(head, rows)
+    return ("<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head)
+            + "</tr></thead><tbody>" + "".join(
+                "<tr>" + "".join(f'<td class="{c}">{esc(v)}</td>' for v, c in cells) + "</tr>"
+                for cells in rows) + "</tbody></table>")
 
 
 def hover(row: dict[str, Any], group: Group) -> str:
@@ -141,71 +314,69 @@ def hover(row: dict[str, Any], group: Group) -> str:
              f"latency p50/p99: {fmt(row['latency_p50_s'], 1e3)} / "
              f"{fmt(row['latency_p99_s'], 1e3)} ms",
              *provenance(row).split("; ")]
+    if row.get("valid") is False:
+        lines.append(f"invalid: {row.get('validity') or 'failed a validity check'}")
     return "<br>".join(esc(line) for line in lines)
 
 
-def plot_specs(group: Group, index: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    plots = []
+def shown(value: Any, scale: float = 1.0) -> float | None:
+    """A value as a figure draws it: scaled, to 6 significant digits (the page's size),
+    None where missing or not finite (JSON has no NaN)."""
+    if value is None or not math.isfinite(value):
+        return None
+    return float(f"{value * scale:.6g}")
+
+
+ENERGY, P99 = BY_KEY["energy_per_sample_j"], BY_KEY["latency_p99_s"]
+
+
+def plot_specs(group: Group, index: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The group's figures with the rows they draw, sent once: per row its quality, hover
+    text, the value of each plotted axis and the energy interval, and which rows have
+    estimated energy or failed validity (drawn open). Each figure names its axis and
+    lists its fronts' rows; the cube (energy, latency p99, quality) lists front3's."""
+    rows = group.rows
+    position = {r["run_id"]: i for i, r in enumerate(rows)}
+    data: dict[str, Any] = {
+        "y": [shown(r.get("quality_value")) for r in rows],
+        "text": [hover(r, group) for r in rows],
+        "estimated": [i for i, r in enumerate(rows) if not measured(r)],
+        "hollow": [i for i, r in enumerate(rows) if r.get("valid") is False],
+        "x": {}, "err": [shown(r.get("energy_per_sample_ci95_j"), ENERGY.scale) for r in rows],
+        "figures": []}
     for n, column in enumerate(PLOTTED):
         key, scale = column.key, column.scale
-        pts = [r for r in group.rows if r.get(key) is not None
-               and r.get("quality_value") is not None]
+        pts = [r for r in rows if r.get(key) is not None and r.get("quality_value") is not None]
+        if key in (ENERGY.key, P99.key) or pts:
+            data["x"][key] = [shown(r.get(key), scale) for r in rows]
         if not pts:
             continue
         front = group.fronts.get(key, set())
-        series = []
-        for name, members, symbol in (
-                ("measured energy", [r for r in pts if measured(r)], "circle"),
-                ("estimated energy", [r for r in pts if not measured(r)], "circle-open")):
-            if key != "energy_per_sample_j":
-                members = pts if name == "measured energy" else []
-                name, symbol = "configurations", "circle"
-            if not members:
-                continue
-            series.append({
-                "name": name, "symbol": symbol,
-                "x": [r[key] * scale for r in members], "y": [r["quality_value"] for r in members],
-                "err": [((r.get("energy_per_sample_ci95_j") or 0) * scale
-                         if key == "energy_per_sample_j" else 0) for r in members],
-                "text": [hover(r, group) for r in members],
-                "color": ["#1f77b4" if r["run_id"] in front else "#999999" for r in members]})
-        fronts = []
-        groups = ([[r for r in pts if measured(r)], [r for r in pts if not measured(r)]]
-                  if key == "energy_per_sample_j" else [pts])
-        for members in groups:
-            line = sorted((r[key] * scale, r["quality_value"]) for r in members
-                          if r["run_id"] in front)
-            if line:
-                est = key == "energy_per_sample_j" and not measured(members[0])
-                fronts.append({"name": "front (estimated energy)" if est else "front",
-                               "x": [p[0] for p in line], "y": [p[1] for p in line],
-                               "shape": "hv" if column.sense == "min" else "vh",
-                               "color": "#ff7f0e" if est else "#1f77b4"})
+        lines = []
+        for members in provenance_groups(pts, key):
+            on = sorted((r for r in members if r["run_id"] in front),
+                        key=lambda r: (r[key], r["quality_value"]))
+            if on:
+                est = key == ENERGY.key and not measured(on[0])
+                lines.append({"name": "front (estimated energy)" if est else "front",
+                              "idx": [position[r["run_id"]] for r in on],
+                              "shape": "hv" if column.sense == "min" else "vh",
+                              "color": "#ff7f0e" if est else "#1f77b4"})
         values = [r[key] for r in pts]
         axis = column.axis.format(unit=group.unit)
-        plots.append({"id": f"plot-{index}-{n}", "series": series, "fronts": fronts,
-                      "title": esc(f"{axis.split(' (')[0]} vs {group.metric}"),
-                      "xlabel": esc(axis),
-                      "ylabel": esc(group.metric + ("" if group.higher_is_better
-                                                    else " (lower is better)")),
-                      "log": max(values) / max(min(values), 1e-12) > 20})
-    keys = ("energy_per_sample_j", "latency_p99_s", "quality_value")
-    pts = [r for r in group.rows if all(r.get(k) is not None for k in keys)]
-    cube = {"id": f"cube-{index}", "title": esc("non-dominated in (energy, latency p99, "
-                                                 f"{group.metric})"),
-            "zlabel": esc(group.metric), "x": [r["energy_per_sample_j"] * 1e3 for r in pts],
-            "y": [r["latency_p99_s"] * 1e3 for r in pts], "z": [r["quality_value"] for r in pts],
-            "text": [hover(r, group) for r in pts],
-            "color": ["#d62728" if r["run_id"] in group.front3 else "#999999" for r in pts]}
-    return plots, cube
-
-
-def html_table(head: list[str] | tuple[str, ...], rows: list[list[tuple[str, str]]]) -> str:
-    """A table of (text, CSS class) cells; every header and cell escaped."""
-    return ("<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head)
-            + "</tr></thead><tbody>" + "".join(
-                "<tr>" + "".join(f'<td class="{c}">{esc(v)}</td>' for v, c in cells) + "</tr>"
-                for cells in rows) + "</tbody></table>")
+        data["figures"].append({
+            "id": f"plot-{index}-{n}", "key": key, "split": key == ENERGY.key,
+            "err": key == ENERGY.key, "lines": lines,
+            "title": esc(f"{axis.split(' (')[0]} vs {group.metric}"), "xlabel": esc(axis),
+            "ylabel": esc(group.metric + ("" if group.higher_is_better
+                                          else " (lower is better)")),
+            "log": max(values) / max(min(values), 1e-12) > 20})
+    cube = {"id": f"cube-{index}", "group": index,
+            "title": esc(f"non-dominated in (energy, latency p99, {group.metric})"),
+            "xlabel": esc(ENERGY.axis.format(unit=group.unit)), "ylabel": esc(P99.axis),
+            "zlabel": esc(group.metric),
+            "front": sorted(position[i] for i in group.front3 if i in position)}
+    return data, cube
 
 
 def css(column: Column, row: dict[str, Any]) -> str:
@@ -216,34 +387,52 @@ def css(column: Column, row: dict[str, Any]) -> str:
     return ("l" if shown.left else "") + (" est" if estimated else "")
 
 
-def table(group: Group) -> str:
+def table(group: Group, page: Page | None = None) -> str:
     """The group's runs, best quality first: the same cells as the Markdown table."""
     columns = table_columns(group)
     rows = [list(zip(table_cells(columns, r, group), [css(c, r) for c in columns]))
             for r in best_first(group)]
-    return (html_table(table_head(columns, group), rows)
-            + f'<p class="note">{esc(fronts_legend(group))}</p>')
+    return (html_table(table_head(columns, group), rows, page)
+            + f'<p class="note">{esc(fronts_legend(group))}</p>' + significance_html(group))
+
+
+def significance_html(group: Group) -> str:
+    """Which quality differences are real and which are noise (report.significance)."""
+    lines = significance_lines(group)
+    if not lines:
+        return ""
+    items = "".join(f"<li>{esc(line.removeprefix('- '))}</li>" for line in lines[1:])
+    return f'<p class="note">{esc(lines[0])}</p><ul class="note">{items}</ul>'
+
 
 
 def left(cells: list[str]) -> list[tuple[str, str]]:
     return [(c, "l") for c in cells]
 
 
-def making_table(rows: list[dict[str, Any]]) -> str:
+def making_table(rows: list[dict[str, Any]], page: Page | None = None) -> str:
     """What each model is, what it cost to make, and when that energy is paid back."""
     out = ['<h3>What each model cost to make</h3><p class="note">Break-even: '
            f"{break_even_unit(rows)} after which the per-sample energy saving over the same "
            "backend's untransformed fp32 run repays the training energy.</p>",
-           html_table(making_head(rows), [left(making_cells(r)) for r in making_order(rows)])]
+           html_table(making_head(rows), [left(making_cells(r)) for r in making_order(rows)],
+                      page)]
     if mentions_unstructured(rows):
         out.append(f'<p class="note">{esc(SPARSITY_NOTE)}</p>')
     return "".join(out)
 
 
+def listed(items: list[str]) -> str:
+    """At most LISTED list items, then how many more (10,000 rejections are a table's job)."""
+    more = len(items) - LISTED
+    return "".join(items[:LISTED]) + (f"<li>and {more:,} more (see the table)</li>"
+                                      if more > 0 else "")
+
+
 def recommendation_html(rec: Recommendation) -> str:
     if rec.best is None:
-        items = "".join(f"<li>{esc(run_label(r, short=True))}: {esc(why)}</li>"
-                        for r, why in rec.rejected)
+        items = listed([f"<li>{esc(run_label(r, short=True))}: {esc(why)}</li>"
+                        for r, why in rec.rejected])
         return (f'<div class="rec none"><b>Recommendation:</b> nothing satisfies the '
                 f"constraints ({esc(rec.constraints)}).<ul>{items}</ul></div>")
     items = "".join(f"<li>{esc(reason)}</li>" for reason in rec.reasons)
@@ -310,8 +499,8 @@ def choice_html(view: ServingView) -> str:
     choice = view.choice
     if choice is None:
         return ""
-    rejected = "".join(f"<li>not chosen: {esc(serving_label(r, short=True))}: {esc(why)}</li>"
-                       for r, why in choice.rejected)
+    rejected = listed([f"<li>not chosen: {esc(serving_label(r, short=True))}: {esc(why)}</li>"
+                       for r, why in choice.rejected])
     asked = esc(asked_text(choice.constraints))
     if choice.best is None:
         return (f'<div class="rec none"><b>Recommendation ({asked}):</b> nothing satisfies '
@@ -323,7 +512,8 @@ def choice_html(view: ServingView) -> str:
             f"{esc(serving_label(choice.best))}<ul>{items}{rejected}</ul></div>")
 
 
-def serving_section(view: ServingView, specs: list[dict[str, Any]]) -> str:
+def serving_section(view: ServingView, specs: list[dict[str, Any]],
+                    page: Page | None = None) -> str:
     """A group's serving section: choice, load figures, table, crossovers, max rates."""
     group = view.group
     rows = [list(zip(serving_cells(r, group), [serving_css(c, r) for c in SERVING_TABLE]))
@@ -338,7 +528,7 @@ def serving_section(view: ServingView, specs: list[dict[str, Any]]) -> str:
             + '<p class="note">Red crosses: saturated points. Whiskers: 95% confidence '
               "interval over the metered windows. Dashed lines, open markers: estimated "
               "energy.</p>"
-            + html_table(serving_head(group), rows)
+            + html_table(serving_head(group), rows, page)
             + "<p>Where the energy-per-request curves cross (linear interpolation between "
               "measured rates, over the rates both configurations measured unsaturated):</p>"
             + f"<ul>{crossings}</ul><p>Highest offered rate that held the latency bound "
@@ -351,18 +541,21 @@ def render_html(data: ReportData, groups: list[Group], recs: list[Recommendation
     import plotly.offline
 
     serving = serving or {}
+    page = Page()
     lines: list[dict[str, Any]] = []
     plots: list[dict[str, Any]] = []
     cubes: list[dict[str, Any]] = []
     body = [f"<h1>{esc(title)}</h1>", f'<p class="note">{esc(BOUNDARY)}</p>',
-            f'<p class="note">CO2: {esc(carbon.describe())}. Energy is never scaled by PUE.</p>']
+            f'<p class="note">CO2: {esc(carbon.describe())}. Energy is never scaled by PUE.</p>',
+            '<noscript><p class="rec none">The figures and long tables need JavaScript; '
+            "report.md beside this page has every table.</p></noscript>"]
     for eid, env in data.environments.items():
         body.append(f'<p class="note">Environment <code>{esc(eid)}</code>: '
                     f"{esc(environment_summary(env))}. Packages: {esc(packages_summary(env))}."
                     "</p>")
     for index, (group, rec) in enumerate(zip(groups, recs)):
         group_plots, cube = plot_specs(group, index)
-        plots += group_plots
+        plots.append(group_plots)
         cubes.append(cube)
         body.append(f"<h2>{esc(group.model)}: {esc(group.metric)}</h2>")
         quality = QUALITY_NOTES.get(group.metric, group.metric)
@@ -371,30 +564,32 @@ def render_html(data: ReportData, groups: list[Group], recs: list[Recommendation
         body.append(f'<p class="note">Quality: {esc(quality)}.{esc(deltas)}</p>')
         body.append(recommendation_html(rec))
         body.append('<div class="plots">' + "".join(
-            f'<div class="plot" id="{p["id"]}"></div>' for p in group_plots)
+            f'<div class="plot" id="{p["id"]}"></div>' for p in group_plots["figures"])
             + f'<div class="plot" id="{cube["id"]}"></div></div>')
         body.append('<p class="note">Filled markers: measured energy; open: estimated (its '
-                    "front is drawn separately). Whiskers: 95% confidence interval over "
-                    "trials. Hover a point for its provenance.</p>")
-        body.append(table(group))
+                    "front is drawn separately) or a run that failed a validity check. "
+                    "Whiskers: 95% confidence interval over trials. Hover a point for its "
+                    "provenance.</p>")
+        body.append(table(group, page))
         if shows_making(group.rows):
-            body.append(making_table(group.rows))
+            body.append(making_table(group.rows, page))
         view = serving.get(f"{group.model}|{group.metric}")
         if view is not None:
             specs = serving_specs(view, index)
             lines += specs
-            body.append(serving_section(view, specs))
+            body.append(serving_section(view, specs, page))
     others = [r for r in data.rows if r["status"] != "ok"]
     if others:
         body.append("<h2>Skipped and failed</h2>"
-                    + html_table(FAILED_HEAD, [left(failed_cells(r)) for r in others]))
-    shown = {"plots": plots, "cubes": cubes, **({"lines": lines} if lines else {})}
-    payload = json.dumps(shown).replace("<", "\\u003c").replace(
+                    + html_table(FAILED_HEAD, [left(failed_cells(r)) for r in others], page))
+    shown = {"plots": plots, "cubes": cubes, **({"lines": lines} if lines else {}),
+             **({"tables": page.tables} if page.tables else {})}
+    payload = json.dumps(shown, ensure_ascii=False, separators=(",", ":"),
+                         allow_nan=False).replace("<", "\\u003c").replace(
         ">", "\\u003e").replace("&", "\\u0026")
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{esc(title)}</title><style>{STYLE}</style>"
             f"<script>{plotly.offline.get_plotlyjs()}</script></head><body>"
             + "".join(body)
             + f'<script type="application/json" id="optbench-data">{payload}</script>'
-            + f"<script>{SCRIPT}</script>"
-            + (f"<script>{SERVING_SCRIPT}</script>" if lines else "") + "</body></html>")
+            + f"<script>{SCRIPT}</script></body></html>")

@@ -16,7 +16,7 @@ from optbench.report.columns import (
     table_head,
 )
 from optbench.report.data import ReportData
-from optbench.report.recommend import Recommendation
+from optbench.report.recommend import Recommendation, quality_gates
 from optbench.report.serving import (
     SERVING_NOTE,
     ServingView,
@@ -25,6 +25,7 @@ from optbench.report.serving import (
     max_rate_text,
     runner_up_text,
 )
+from optbench.report.significance import significance_lines
 from optbench.report.text import (
     BOUNDARY,
     FAILED_HEAD,
@@ -100,8 +101,7 @@ def render_markdown(data: ReportData, groups: list[Group], recs: list[Recommenda
 def recommendation_lines(rec: Recommendation) -> list[str]:
     c = rec.constraints
     asked = [f"objective {c.objective}"]
-    if c.max_quality_drop is not None:
-        asked.append(f"quality drop at most {c.max_quality_drop:g}")
+    asked.extend(quality_gates(c))
     if c.max_latency_p99_s is not None:
         asked.append(f"latency p99 at most {c.max_latency_p99_s * 1e3:g} ms")
     lines = [f"**Recommendation** ({', '.join(asked)}): "]
@@ -130,12 +130,18 @@ def group_section(group: Group, rec: Recommendation, figures: list[str]) -> list
     lines += table_lines(table_head(columns, group),
                          [table_cells(columns, r, group) for r in best_first(group)])
     lines += ["", fronts_legend(group), ""]
+    ties = significance_lines(group)
+    if ties:
+        lines += [cell(ties[0]), "", *(cell(t) for t in ties[1:]), ""]
     if shows_making(group.rows):
         lines += making_lines(group.rows)
     lines += [f"![{p}]({p})" for p in figures if p.endswith(".png")] + [""]
     if any(not measured(r) for r in group.rows):
         lines += ["Hollow markers: estimated energy (its front is computed separately; a "
                   "point is as strong as its weakest channel).", ""]
+    if any(r.get("valid") is False for r in group.rows):
+        lines += ["Hollow markers ringed in red: the run failed a validity check (kept and "
+                  "shown, see the validity column).", ""]
     lines += ["Provenance:", ""]
     lines += [f"- {cell(run_label(r, short=True))}: {cell(provenance(r))}" for r in group.rows]
     return [*lines, ""]

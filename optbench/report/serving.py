@@ -18,7 +18,7 @@ from itertools import combinations
 from typing import Any
 
 from optbench.report.analysis import Group, measured
-from optbench.report.recommend import Constraints, beyond_floor, quality_floor
+from optbench.report.recommend import Constraints, beyond_floor, quality_floor, quality_gates
 from optbench.report.text import fmt, serving_label
 
 Row = dict[str, Any]
@@ -154,7 +154,8 @@ def recommend_at_rate(configs: list[Configuration], group: Group | None, c: Cons
     """Least energy per request at the asked rate among the points that meet the
     constraints; measured figures before estimated ones."""
     assert c.rate_per_s is not None
-    floor = quality_floor(group, c.max_quality_drop) if group is not None else None
+    floor = (quality_floor(group, c.max_quality_drop, c.min_quality_ratio)
+             if group is not None else None)
     choice = RateChoice(c.rate_per_s, c, quality_floor=floor)
     candidates = []
     for config in configs:
@@ -239,8 +240,7 @@ def asked_text(c: Constraints) -> str:
     """What the at-rate choice was asked, in words."""
     assert c.rate_per_s is not None
     asked = [f"at {rate_text(c.rate_per_s)} req/s", "least energy per request"]
-    if c.max_quality_drop is not None:
-        asked.append(f"quality drop at most {c.max_quality_drop:g}")
+    asked.extend(quality_gates(c))
     asked.append(f"latency p99 at most {c.max_latency_p99_s * 1e3:g} ms"
                  if c.max_latency_p99_s is not None else "the recipe's latency bound, if any")
     return ", ".join(asked)

@@ -86,6 +86,8 @@ def provenance(row: dict[str, Any]) -> str:
         parts.append(f"path: {row['precision_path']}")
     if row.get("timing_source"):
         parts.append(f"TTFT/TPOT from: {row['timing_source']}")
+    if row.get("validity") and row["validity"] != "ok":
+        parts.append(f"validity {row['validity']}")
     return "; ".join(parts)
 
 

@@ -162,6 +162,11 @@ class RunResult:
     backend: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
     phases_s: dict[str, float] = field(default_factory=dict)
+    # Per-sample quality outcomes on the evaluation inputs, by metric name, in input order:
+    # 0/1 correctness for accuracies and agreements ("top1", "top1_agreement"), per-window
+    # mean NLL in nats for "perplexity". Every run sees the same inputs in the same order,
+    # so two runs' outcomes pair sample by sample (results/quality.py).
+    outcomes: dict[str, list[float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -177,6 +182,7 @@ class RunResult:
             "backend": self.backend,
             "details": self.details,
             "phases_s": self.phases_s,
+            "outcomes": {k: list(v) for k, v in self.outcomes.items()},
         }
 
     @classmethod
@@ -194,4 +200,5 @@ class RunResult:
             backend=data.get("backend", {}),
             details=data.get("details", {}),
             phases_s=data.get("phases_s", {}),
+            outcomes={k: list(v) for k, v in data.get("outcomes", {}).items()},
         )

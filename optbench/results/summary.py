@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from optbench.carbon import CarbonSettings, carbon_settings
-from optbench.results.schema import METHODS, Trial, weakest_method
+from optbench.results import quality, validity
+from optbench.results.quality import NLL_METRICS
+from optbench.results.schema import METHODS, RunResult, Trial, weakest_method
 from optbench.results.stats import percentile, summarize
 from optbench.results.store import StoredRun
 
@@ -102,14 +106,16 @@ def summarize_run(run: StoredRun, carbon: CarbonSettings | None = None,
         "latency_p50_s": None, "latency_p90_s": None, "latency_p99_s": None,
         "latency_mean_s": None, "throughput_per_s": None,
     }
-    lat = result.latencies_s
-    if lat:
-        row.update(latency_p50_s=percentile(lat, 50), latency_p90_s=percentile(lat, 90),
-                   latency_p99_s=percentile(lat, 99), latency_mean_s=sum(lat) / len(lat),
-                   latency_n=len(lat))
-    if result.device_latencies_s:
-        row["latency_device_p50_s"] = percentile(result.device_latencies_s, 50)
-        row["latency_device_p99_s"] = percentile(result.device_latencies_s, 99)
+    row.update(quality_summary(result))
+    row.update(validity_summary(result))
+    lat = run.latency_stats("batch")  # stored beside the raw array: not read from it
+    if lat is not None:
+        row.update(latency_p50_s=lat.p50_s, latency_p90_s=lat.p90_s, latency_p99_s=lat.p99_s,
+                   latency_mean_s=lat.mean_s, latency_n=lat.n)
+    device = run.latency_stats("device")
+    if device is not None:
+        row["latency_device_p50_s"] = device.p50_s
+        row["latency_device_p99_s"] = device.p99_s
     loads = [t for t in result.trials if t.phase == "load" and t.window_s > 0]
     if loads:
         rates = summarize([t.samples / t.window_s for t in loads])
@@ -135,6 +141,50 @@ def summarize_run(run: StoredRun, carbon: CarbonSettings | None = None,
     if result.status != "ok":
         row["energy_method"] = None
     return row
+
+
+def validity_summary(result: RunResult) -> dict[str, Any]:
+    """The run's validity checks (results/validity.py): "ok" or what failed, whether it
+    passed (a failed run is kept and drawn hollow, never dropped), and every check."""
+    if result.status != "ok":
+        return {"validity": None, "valid": None, "validity_checks": []}
+    checks = validity.check_run(result)
+    return {"validity": validity.validity_text(checks), "valid": validity.is_valid(checks),
+            "validity_checks": [c.to_dict() for c in checks]}
+
+
+def quality_summary(result: RunResult) -> dict[str, Any]:
+    """The headline quality figure's 95% interval, from its per-sample outcomes, and what a
+    paired test against another run needs (`quality_outcomes`, `quality_inputs`: which
+    inputs, so only runs judged on the same samples are paired). A run stored without
+    outcomes gets a Wilson interval from its fraction and sample count where it has both."""
+    out: dict[str, Any] = {"quality_ci95_low": None, "quality_ci95_high": None,
+                           "quality_ci_method": None, "quality_samples": None,
+                           "quality_outcomes": None, "quality_inputs": None}
+    metric = result.quality_metric
+    if result.status != "ok" or not metric:
+        return out
+    workload = result.details.get("workload", {})
+    values = result.outcomes.get(metric)
+    if values is not None and len(values):
+        outcomes = np.asarray(values, dtype=np.float64 if metric in NLL_METRICS else np.uint8)
+        ci = quality.interval(metric, outcomes)
+        out.update(quality_samples=len(outcomes), quality_outcomes=outcomes,
+                   quality_ci_method="bootstrap" if metric in NLL_METRICS else "wilson",
+                   quality_inputs="|".join(str(workload.get(k)) for k in (
+                       "workload", "dataset", "source", "eval_samples", "prompts",
+                       "perplexity_windows", "perplexity_window_tokens")))
+    else:
+        metrics = {m.name: (m.value, m.unit) for m in result.metrics}
+        value, unit = metrics.get(metric, (None, None))
+        n = (metrics.get("eval_samples") or (None, None))[0]
+        ci = None
+        if value is not None and unit == "fraction" and n:
+            ci = quality.wilson_interval(int(round(value * n)), int(n))
+            out.update(quality_samples=int(n), quality_ci_method="wilson (from the figure)")
+    if ci is not None:
+        out["quality_ci95_low"], out["quality_ci95_high"] = ci
+    return out
 
 
 def generation_summary(timing: dict[str, Any] | None, loads: list[Trial]) -> dict[str, Any]:

@@ -248,6 +248,7 @@ def to_result(run: Run, out: LoopOutput, backend_info: dict[str, Any], meters: l
             **({"serving": out.serving} if out.serving else {}),
         },
         phases_s={k: round(v, 3) for k, v in run.phases.items()},
+        outcomes={name: [float(v) for v in values] for name, values in quality.outcomes.items()},
     )
 
 

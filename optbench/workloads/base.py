@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,6 +20,9 @@ class Quality:
     metrics: tuple[Metric, ...]
     primary: str
     higher_is_better: bool = True
+    # per-sample outcomes by metric name (RunResult.outcomes): what uncertainty and paired
+    # significance are computed from
+    outcomes: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class Workload(ABC):

@@ -180,7 +180,9 @@ def text_quality(outputs: TextOutputs, reference: np.ndarray | None) -> Quality:
             Metric("prefix_agreement", float(first_diff.mean() / same.shape[1]), "fraction"),
             Metric("identical_generations", float(same.all(1).mean()), "fraction"),
         ]
-    return Quality(tuple(metrics), "perplexity", higher_is_better=False)
+    # equal windows: perplexity is exp of the mean of the windows' mean NLL
+    return Quality(tuple(metrics), "perplexity", higher_is_better=False,
+                   outcomes={"perplexity": nll.mean(axis=1)})
 
 
 def nll_from_logits(logits: np.ndarray, ids: np.ndarray) -> np.ndarray:

@@ -117,16 +117,20 @@ def classification_quality(
 ) -> Quality:
     """Accuracy against labels and agreement with the reference, as fractions."""
     metrics: list[Metric] = []
+    outcomes: dict[str, np.ndarray] = {}
     top1 = outputs.argmax(axis=1)
     if labels is not None:
-        metrics.append(Metric("top1", float((top1 == labels).mean()), "fraction"))
+        outcomes["top1"] = (top1 == labels).astype(np.uint8)
+        metrics.append(Metric("top1", float(outcomes["top1"].mean()), "fraction"))
         if outputs.shape[1] >= 5:
             top5 = np.argpartition(-outputs, 4, axis=1)[:, :5]
             metrics.append(Metric("top5", float((top5 == labels[:, None]).any(1).mean()),
                                   "fraction"))
     if reference is not None:
         ref_top1 = reference.argmax(axis=1)
-        metrics.append(Metric("top1_agreement", float((top1 == ref_top1).mean()), "fraction"))
+        outcomes["top1_agreement"] = (top1 == ref_top1).astype(np.uint8)
+        metrics.append(Metric("top1_agreement", float(outcomes["top1_agreement"].mean()),
+                              "fraction"))
         num = (outputs * reference).sum(1)
         den = np.linalg.norm(outputs, axis=1) * np.linalg.norm(reference, axis=1)
         cosine = np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
@@ -135,4 +139,4 @@ def classification_quality(
         metrics.append(Metric("reference_distinct_top1", float(len(np.unique(ref_top1))),
                               "classes"))
     primary = "top1" if labels is not None and trained else "top1_agreement"
-    return Quality(tuple(metrics), primary, True)
+    return Quality(tuple(metrics), primary, True, outcomes)

@@ -149,3 +149,23 @@ def test_report_md_shows_markup_in_names_as_text(cli):
     assert "&lt;img src=x onerror=alert(1)>" in text and "&lt;script>" in text
     assert not re.search(r"<(img|script)", text, re.IGNORECASE), text
     assert "int8 &lt;script>alert(1)&lt;/script>\\|x" in text
+
+
+@pytest.mark.parametrize("flags, needles", [
+    (["--min-quality-ratio", "1.5"], ["--min-quality-ratio must be in (0, 1]", "1.5"]),
+    (["--min-quality-ratio", "150%"], ["--min-quality-ratio must be in (0, 1]", "150%"]),
+    (["--min-quality-ratio", "0"], ["--min-quality-ratio must be in (0, 1]"]),
+    (["--max-quality-drop", "-1"], ["--max-quality-drop must be a finite number >= 0"]),
+    (["--max-quality-drop", "-1%"], ["--max-quality-drop must be a finite number >= 0"]),
+    (["--max-quality-drop", "one"], ["--max-quality-drop takes a number such as 0.01 or 1%"]),
+])
+@pytest.mark.parametrize("command", ["run", "compare", "recommend"])
+def test_bad_quality_gates(cli, command, flags, needles):
+    recipe = cli.cwd / "inputs" / "r.yaml"
+    recipe.parent.mkdir(exist_ok=True)
+    recipe.write_text(yaml.safe_dump({"name": "r", "models": ["fake-mlp"],
+                                      "backends": ["fake"], "preset": "smoke"}))
+    args = {"run": ["run", str(recipe)], "compare": ["compare", "-m", "fake-mlp", "-b", "fake"],
+            "recommend": ["recommend"]}[command]
+    refused(cli.run(*args, *flags, "--out", str(cli.cwd / "out")), *needles)
+    nothing_written(cli, cli.cwd / "out")

@@ -65,8 +65,10 @@ def test_report_lists_carbon_and_cost(tmp_path):
     assert result.exit_code == 0, result.output
     markdown = (tmp_path / "hand" / "report.md").read_text()
     assert "CO2: france: 56 gCO2e/kWh (owid-2023 table); PUE 1.5 (user-supplied)" in markdown
-    # 3 mJ/image -> 3 J per 1,000 -> x1.5 PUE -> 1.25e-6 kWh x 56 g = 7e-5 g; cost 2.5e-7
-    assert "7e-05" in markdown and "2.5e-07" in markdown
+    # 3 mJ/image -> 3 J per 1,000 -> x1.5 PUE -> 1.25e-6 kWh x 56 g = 7e-5 g = 70 µg, in a
+    # unit that reads (the header says which); cost 2.5e-7
+    assert "µgCO2e/1k images" in markdown and "| 70 |" in markdown
+    assert "7e-05" not in markdown and "2.5e-07" in markdown
     assert "**Recommendation** (objective energy): **fake int8 bs1 (cpu)**" in markdown
     # one column list for both tables: Δ p99 and the legend in each
     page = (tmp_path / "hand" / "index.html").read_text()

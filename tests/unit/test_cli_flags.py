@@ -20,7 +20,9 @@ def test_every_command_takes_the_carbon_and_price_flags(command):
     for flag in ("--region", "--carbon-intensity", "--pue", "--price-per-kwh"):
         assert flag in text, (command, flag)
     assert ("--mlflow" in text) == (command in ("compare", "run", "report"))
-    assert ("--objective" in text) == (command in ("report", "recommend"))
+    # the quality gates and objective shape every command's report and recommendation
+    assert ("--objective" in text) == (command != "export")
+    assert ("--min-quality-ratio" in text) == (command != "export")
 
 
 def test_an_error_below_the_cli_is_one_line_and_its_exit_code(tmp_path):

@@ -38,6 +38,10 @@ EXPORTED = (
     "closed_loop_latency_p50_s", "closed_loop_latency_p99_s", "served_agreement",
     "loadgen_validity", "loadgen_latency_p99_s", "serving_errors", "serving_notes", "row_id",
     "batching", "max_rate_is_lower_bound", "completed",
+    # issue 15: quality uncertainty, paired significance, validity
+    "quality_ci95_low", "quality_ci95_high", "quality_ci_method", "quality_samples",
+    "quality_delta", "quality_delta_p_value", "quality_test", "quality_tied",
+    "quality_samples_to_resolve", "validity",
 )
 
 
@@ -53,6 +57,7 @@ def row(run_id, variant, quality, energy_mj, machine, **extra):
         "ttft_p50_s": 0.003, "tpot_p50_s": 0.001, "requests_per_s": 4.0,
         "energy_gpu_per_sample_j": energy_mj / 2e3, "energy_cpu_per_sample_j": energy_mj / 2e3,
         "energy_method": "measured-counter", "co2_g_per_1000": 0.5, "cost_per_1000": 0.01,
+        "validity": "ok",
     }
     return {**base, **extra}
 
@@ -102,7 +107,7 @@ def test_mlflow_names_come_from_the_catalogue():
         "latency_device_p50_s", "throughput_per_s", "energy_per_sample_j",
         "energy_per_sample_ci95_j", "energy_gpu_per_sample_j", "energy_cpu_per_sample_j",
         "idle_power_w", "net_energy_per_sample_j", "energy_per_1000_wh", "co2_g_per_1000",
-        "cost_per_1000"}
+        "cost_per_1000", "quality_ci95_low", "quality_ci95_high", "quality_delta_p_value"}
     assert set(mlflow.PARAMS) == {"model", "backend", "variant", "batch_size", "device",
                                   "quality_metric", "precision_path", "weights", "recipe",
                                   "energy_method", "energy_channels"}
@@ -122,7 +127,7 @@ def test_every_table_column_reaches_both_tables_with_the_same_cells(group):
     rec = recommend(group, Constraints())
     md = markdown_rows(group_section(group, rec, []))
     page = html_rows(html_table(group))
-    heads = [c.table.head.format(metric="top1", unit="token") for c in TABLE]
+    heads = [c.table.head.format(metric="top1", unit="token", co2_unit="mg") for c in TABLE]
     assert md[0] == page[0] == heads  # every conditional column shows for this group
     ordered = sorted(group.rows, key=lambda r: -r["quality_value"])
     assert page[1:] == [table_cells(list(TABLE), r, group) for r in ordered]
