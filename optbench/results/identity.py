@@ -31,5 +31,7 @@ def spec_key(spec: Mapping[str, Any]) -> str:
             parent.pop(path[-1], None)
     if data.get("scenario") is None:
         data.pop("scenario", None)  # keys of closed-loop specs predate scenarios
+    if data.get("machine") is None:
+        data.pop("machine", None)  # and runs on the machine at hand predate machine kinds
     blob = json.dumps(data, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

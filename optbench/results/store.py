@@ -598,14 +598,17 @@ class Store:
                                   (env_id,)).fetchone()
         return json.loads(row["data"]) if row else {}
 
-    def has_ok(self, key: str, env_id: str) -> bool:
+    def has_ok(self, key: str, env_id: str | None) -> bool:
+        """Whether an `ok` run of the key is stored: measured in `env_id`, or in any
+        environment when it is None (a machine kind's runs, on whichever of its nodes)."""
+        where, args = ("", ()) if env_id is None else (" AND env_id=?", (env_id,))
         with self._errors():
             if self.version < KEYS_WITHOUT_TIMEOUT:  # an old store read without migrating
                 return any(spec_key(json.loads(r["spec"])) == key for r in self.db.execute(
-                    "SELECT spec FROM runs WHERE env_id=? AND status='ok'", (env_id,)))
+                    f"SELECT spec FROM runs WHERE status='ok'{where}", args))
             row = self.db.execute(
-                "SELECT 1 FROM runs WHERE spec_key=? AND env_id=? AND status='ok' LIMIT 1",
-                (key, env_id)).fetchone()
+                f"SELECT 1 FROM runs WHERE spec_key=? AND status='ok'{where} LIMIT 1",
+                (key, *args)).fetchone()
         return row is not None
 
     def add_run(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from optbench.errors import RecipeError, UsageError, closest
 from optbench.run.recipe import (
     DEVICES,
     BackendSpec,
+    ExecutorSpec,
     MeasureSpec,
     ModelSpec,
     Recipe,
@@ -28,7 +30,11 @@ from optbench.run.recipe import (
 )
 
 TOP_KEYS = ("name", "model", "device", "workload", "backends", "variants", "sweep", "measure",
-            "scenario")
+            "scenario", "executor", "machines")
+EXECUTOR_KEYS = ("kind", "address")
+EXECUTORS = ("local", "ray")
+# a machine kind is the name in a node's Ray resource `machine:NAME`
+MACHINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 WORKLOAD_KEYS = ("kind", "dataset", "eval_samples", "calibration_samples", "train_samples",
                  "seed", "prompt_tokens", "new_tokens")
 SWEEP_KEYS = ("batch_sizes",)
@@ -119,9 +125,15 @@ def parse_recipe(data: Mapping[str, Any]) -> Recipe:
     variants = _parse_variants(data.get("variants"))
     batch_sizes = _parse_sweep(data.get("sweep") or {})
     measure = _parse_measure(data.get("measure") or {})
+    placement = {"executor": parse_executor(data.get("executor"), "recipe.executor"),
+                 "machines": parse_machines(data.get("machines"), "recipe.machines")}
+    if placement["machines"] and placement["executor"].kind == "local":
+        raise RecipeError("recipe.machines", "machine kinds are chosen among a cluster's "
+                          "nodes: give executor: {kind: ray, address: HOST:PORT} as well")
     if data.get("scenario") is None:
         _note_padding(batch_sizes, workload, measure, model.ref, "recipe.sweep.batch_sizes")
-        return Recipe(name, model, workload, backends, variants, batch_sizes, measure, device)
+        return Recipe(name, model, workload, backends, variants, batch_sizes, measure, device,
+                      **placement)
     if "batch_sizes" in (data.get("sweep") or {}):
         raise RecipeError("recipe.sweep.batch_sizes", "a serving scenario batches dynamically: "
                           "give scenario.batching.max_batch instead")
@@ -129,7 +141,45 @@ def parse_recipe(data: Mapping[str, Any]) -> Recipe:
     _note_padding([b for b, _ in batching], workload, measure, model.ref,
                   "recipe.scenario.batching.max_batch")
     return Recipe(name, model, workload, backends, variants, batch_sizes, measure, device,
-                  scenario, batching, cache_sizes)
+                  scenario, batching, cache_sizes, **placement)
+
+
+def parse_executor(data: Any, path: str) -> ExecutorSpec:
+    """`executor:` (a mapping, or just its kind) -> ExecutorSpec."""
+    if data is None:
+        return ExecutorSpec()
+    if isinstance(data, str):
+        data = {"kind": data}
+    if not isinstance(data, Mapping):
+        raise RecipeError(path, "give a mapping such as {kind: ray, address: HOST:PORT}")
+    _check_keys(data, EXECUTOR_KEYS, path)
+    kind = data.get("kind", "local")
+    if kind not in EXECUTORS:
+        raise RecipeError(f"{path}.kind", f"unknown executor {kind!r}; choose one of "
+                          f"{', '.join(EXECUTORS)}", closest(str(kind), EXECUTORS))
+    address = data.get("address")
+    if address is not None and (not isinstance(address, str) or not address.strip()):
+        raise RecipeError(f"{path}.address", "give the Ray cluster's address as HOST:PORT "
+                          "(or auto)")
+    if address is not None and kind == "local":
+        raise RecipeError(f"{path}.address", "the local executor takes no address")
+    return ExecutorSpec(kind, address.strip() if address else None)
+
+
+def parse_machines(data: Any, path: str) -> tuple[str, ...]:
+    """`machines:` (a list, or a comma-separated string as --machines gives it) -> names."""
+    if data is None:
+        return ()
+    names = [n.strip() for n in data.split(",")] if isinstance(data, str) else data
+    if not isinstance(names, list) or not names:
+        raise RecipeError(path, "give a list of machine kinds, such as [h100, cpu]")
+    for name in names:
+        if not isinstance(name, str) or not MACHINE_NAME.match(name):
+            raise RecipeError(path, f"invalid machine kind {name!r}: letters, digits, "
+                              "'_', '.', '-' (the K of a node's Ray resource machine:K)")
+    if len(set(names)) != len(names):
+        raise RecipeError(path, "a machine kind is listed twice")
+    return tuple(names)
 
 
 def _check_keys(data: Mapping[str, Any], allowed: tuple[str, ...], path: str) -> None:

@@ -113,6 +113,7 @@ class RunSpec:
     measure: MeasureSpec
     device: str = "cpu"
     scenario: Scenario | None = None  # a serving scenario; batch_size is its max_batch
+    machine: str | None = None  # the machine kind it runs on (an executor's); None: here
 
     def key(self) -> str:
         """Stable hash of everything that changes the measurement: not the recipe name,
@@ -123,8 +124,10 @@ class RunSpec:
         model = Path(self.model.ref).name if "/" in self.model.ref else self.model.ref
         if self.scenario is not None:
             return (f"{model} {self.backend.label()} {self.variant.name} "
-                    f"{self.scenario.label(self.batch_size)}")
-        return f"{model} {self.backend.label()} {self.variant.name} bs{self.batch_size}"
+                    f"{self.scenario.label(self.batch_size)}"
+                    + (f" @{self.machine}" if self.machine else ""))
+        where = f" @{self.machine}" if self.machine else ""
+        return f"{model} {self.backend.label()} {self.variant.name} bs{self.batch_size}{where}"
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self), default=str))
@@ -149,11 +152,21 @@ class RunSpec:
             device=data["device"],
             scenario=(None if data.get("scenario") is None else Scenario(**{
                 **data["scenario"], "rates_per_s": tuple(data["scenario"]["rates_per_s"])})),
+            machine=data.get("machine"),
         )
 
 
 def _tuplify(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
+
+
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """Where a recipe's RunSpecs run: `local` (child processes here) or `ray` (tasks on
+    the nodes of the Ray cluster at `address`; run/ray_executor.py)."""
+
+    kind: str = "local"
+    address: str | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +183,9 @@ class Recipe:
     # Serving: the batching policies (max_batch, max_wait_ms) and cache sizes swept.
     batching: tuple[tuple[int, float], ...] = ()
     cache_sizes: tuple[int, ...] = (0,)
+    # Every configuration on every listed machine kind (an executor's); () with `local`.
+    machines: tuple[str, ...] = ()
+    executor: ExecutorSpec = field(default_factory=ExecutorSpec)
 
     def expand(self, device: str) -> list[RunSpec]:
         """One RunSpec per backend x variant x batch size (serving: x batching policy x
@@ -212,6 +228,10 @@ class Recipe:
                 if v is not None
             },
         }
+        if self.executor.kind != "local":
+            data["executor"] = {k: v for k, v in asdict(self.executor).items() if v is not None}
+        if self.machines:
+            data["machines"] = list(self.machines)
         return yaml.safe_dump(data, sort_keys=False)
 
     def _scenario_yaml(self) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import os
 import random
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -83,6 +84,30 @@ def resolve_device(requested: str, backend: str, has_gpu: bool) -> str:
 
 
 @dataclass
+class Finished:
+    """One RunSpec's end as an executor reports it. `env_id`/`environment`: the machine it
+    ran on, where that is not the sweep's own (a cluster node)."""
+
+    spec: RunSpec
+    result: RunResult
+    wall_s: float
+    log_path: Path | None
+    env_id: str | None = None
+    environment: dict[str, Any] | None = None
+
+
+class Executor(Protocol):
+    """Where RunSpecs run. The sweep (plan, resume, progress, the store) is the Runner's;
+    an executor only turns specs into Finished records, in any order."""
+
+    def plan(self, recipe: Recipe) -> list[RunSpec]: ...
+    def execute(self, todo: list[tuple[int, RunSpec]], total: int, events: RunnerEvents,
+                logs: Path, keep: Callable[[Finished], None]) -> None: ...
+    def stop(self) -> list[str]: ...
+    def close(self) -> None: ...
+
+
+@dataclass
 class Context:
     store: Store
     env_id: str
@@ -108,8 +133,9 @@ def store_patience_s() -> float:
 class Runner:
     def __init__(self, out_dir: Path, events: RunnerEvents | None = None,
                  cache: Path | None = None, rng: random.Random | None = None,
-                 interleave_group: int = 4) -> None:
+                 interleave_group: int = 4, executor: Executor | None = None) -> None:
         self.out_dir = out_dir
+        self.executor = executor  # None: child processes on this machine
         self.events = events or SilentEvents()
         self.cache = cache or cache_root()
         self.rng = rng or random.Random()
@@ -119,6 +145,8 @@ class Runner:
         self._live: list[Child] = []
 
     def plan(self, recipe: Recipe) -> list[RunSpec]:
+        if self.executor is not None:
+            return self.executor.plan(recipe)
         has_gpu = recipe.device == "auto" and gpu_visible()
         specs = []
         for spec in recipe.expand("cpu"):
@@ -146,14 +174,23 @@ class Runner:
                 store.put_environment(ctx.env_id, env)
                 todo = []
                 for index, spec in enumerate(specs):
-                    if resume and store.has_ok(spec.key(), ctx.env_id):
+                    # a machine kind is in the key: ok on any node of the kind is done
+                    where = None if spec.machine else ctx.env_id
+                    if resume and store.has_ok(spec.key(), where):
                         self.events.started(index, len(specs), spec)
                         self.events.finished(spec, None,
                                              RunResult("skipped", "resume: already ok"))
                     else:
                         todo.append((index, spec))
+                if self.executor is not None:
+                    if PRESETS[recipe.measure.preset].interleave:
+                        self.events.notice("an executor runs each configuration on its own "
+                                           "node: trials are not interleaved across them")
+                    self.executor.execute(
+                        todo, len(specs), self.events, self.out_dir / "logs",
+                        lambda finished: self._store(ctx, finished, written))
                 # Serving points are metered inside one child, rate by rate: not interleaved.
-                if PRESETS[recipe.measure.preset].interleave and recipe.scenario is None:
+                elif PRESETS[recipe.measure.preset].interleave and recipe.scenario is None:
                     self._interleaved(todo, len(specs), ctx, written)
                 else:
                     for index, spec in todo:
@@ -162,12 +199,16 @@ class Runner:
                         self._keep(ctx, child, child.wait(), written)
             except KeyboardInterrupt as exc:
                 stopped = [c.spec.label() for c in self._live]
+                if self.executor is not None:
+                    stopped += self.executor.stop()
                 self._stop_all()
                 signum = exc.args[0] if exc.args and isinstance(exc.args[0], int) \
                     else signal.SIGINT
                 raise SweepInterrupted(signum, len(written), len(specs), stopped) from None
             finally:
                 self._stop_all()
+                if self.executor is not None:
+                    self.executor.close()
                 store.close()
         return written
 
@@ -186,35 +227,47 @@ class Runner:
         return child
 
     def _keep(self, ctx: Context, child: Child, result: RunResult, written: list[int]) -> None:
-        """Store a finished child's result; a store locked past our patience is waited
-        for with a message, and then the result is kept on disk, never dropped."""
+        """Store a finished child's result."""
         self._live.remove(child)
+        self._store(ctx, Finished(child.spec, result, child.wall_s, child.log_path), written)
+
+    def _store(self, ctx: Context, finished: Finished, written: list[int]) -> None:
+        """Store a finished run; a store locked past our patience is waited for with a
+        message, and then the result is kept on disk, never dropped."""
+        spec, result = finished.spec, finished.result
         self.results.append(result)
-        started = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - child.wall_s))
-        record = Record(child.spec.to_dict(), ctx.env_id, result,
+        env_id, environment = ctx.env_id, ctx.environment
+        if finished.env_id is not None:  # measured elsewhere: that machine's fingerprint
+            env_id, environment = finished.env_id, finished.environment or {}
+        started = time.strftime("%Y-%m-%dT%H:%M:%S",
+                                time.gmtime(time.time() - finished.wall_s))
+        record = Record(spec.to_dict(), env_id, result,
                         ctx.git_sha, ctx.git_dirty, started + "+00:00", utc_now(),
-                        child.wall_s, str(child.log_path))
+                        finished.wall_s,
+                        None if finished.log_path is None else str(finished.log_path))
         run_id = None
         deadline = time.monotonic() + store_patience_s()
         while run_id is None:
             try:
+                if finished.env_id is not None:
+                    ctx.store.put_environment(env_id, environment)
                 run_id = record.add_to(ctx.store)
             except StoreLocked as exc:
                 locked = f"{exc.path} is locked by another process"
                 if time.monotonic() >= deadline:
-                    path = keep(self.out_dir, record, ctx.environment)
+                    path = keep(self.out_dir, record, environment)
                     self.kept_on_disk.append(path)
                     self.events.notice(
-                        f"{locked}: kept the result of {child.spec.label()} in {path}; "
+                        f"{locked}: kept the result of {spec.label()} in {path}; "
                         f"`optbench import --out {self.out_dir}` adds it to the store "
                         "(the next run into this directory does too)")
                     break
                 self.events.notice(f"{locked}; waiting to write the result of "
-                                   f"{child.spec.label()} (up to "
+                                   f"{spec.label()} (up to "
                                    f"{max(deadline - time.monotonic(), 0):.0f} s more)")
         if run_id is not None:
             written.append(run_id)
-        self.events.finished(child.spec, run_id, result)
+        self.events.finished(spec, run_id, result)
 
     def _interleaved(self, todo: list[tuple[int, RunSpec]], total: int, ctx: Context,
                      written: list[int]) -> None:
