@@ -42,6 +42,15 @@ OutOption = typer.Option(DEFAULT_OUT, "--out", "-o", parser=path_parser("--out")
                          help="output directory (store + report)")
 ResumeOption = typer.Option(False, "--resume", help="skip configurations already ok")
 PrintRecipeOption = typer.Option(False, "--print-recipe", help="show the recipe, run nothing")
+ExecutorOption = typer.Option(None, "--executor",
+                              help="local (default) | ray: each configuration a task on a "
+                                   "Ray cluster's node of its machine kind")
+RayAddressOption = typer.Option(None, "--ray-address",
+                                help="the Ray cluster, HOST:PORT (default: RAY_ADDRESS, or "
+                                     "the cluster started on this machine); implies ray")
+MachinesOption = typer.Option(None, "--machines",
+                              help="machine kinds to run on, e.g. h100,cpu (nodes offering "
+                                   "machine:KIND; default every kind); implies ray")
 
 CARBON = {
     "region": (Optional[str], typer.Option(None, "--region",
@@ -72,7 +81,8 @@ CONSTRAINTS = {
 }
 # Options that take comma-separated values, by parameter name: `report_flags` checks each
 # for empty items (naming the flag) before the command runs, whoever splits it later.
-COMMA_LISTS = ("backends", "batch_sizes", "meters", "rates", "max_batch", "max_wait_ms")
+COMMA_LISTS = ("backends", "batch_sizes", "meters", "rates", "max_batch", "max_wait_ms",
+               "machines")
 MLFLOW = {
     "mlflow": (bool, typer.Option(False, "--mlflow", help="log runs and the report to MLflow "
                                                           "(local store OUT/mlruns)")),
@@ -200,3 +210,34 @@ def split(value: str | None, flag: str | None = None) -> list[str]:
     if not all(items):
         raise UsageError(f"{name}: empty item in {value!r}; separate values by single commas")
     return items
+
+
+def placement(executor: str | None, address: str | None, machines: str | None,
+              recipe: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The `executor:` and `machines:` recipe entries that --executor, --ray-address and
+    --machines give, over the recipe's own (`recipe`); an address or machine kinds without
+    --executor mean ray. Checked like the recipe's, with the flag named in the error."""
+    from optbench.run.parse import EXECUTORS, parse_machines
+
+    recipe = recipe or {}
+    if executor is not None and executor not in EXECUTORS:
+        raise UsageError(f"--executor: unknown executor {executor!r}; choose one of "
+                         f"{', '.join(EXECUTORS)}")
+    kind = executor or ("ray" if address or machines else None)
+    if kind == "local" and (address or machines):
+        raise UsageError(f"{'--ray-address' if address else '--machines'} needs "
+                         "--executor ray (the local executor runs here)")
+    if address is not None and not address.strip():
+        raise UsageError("--ray-address must not be empty (HOST:PORT, or auto)")
+    entries = {k: recipe[k] for k in ("executor", "machines") if recipe.get(k) is not None}
+    if kind is not None:
+        old = entries.get("executor")
+        old_address = old.get("address") if isinstance(old, dict) else None
+        entries["executor"] = {"kind": kind, **(
+            {"address": address or old_address} if kind == "ray" and (
+                address or old_address) else {})}
+        if kind == "local":
+            entries.pop("machines", None)
+    if machines is not None:
+        entries["machines"] = list(parse_machines(machines, "--machines"))
+    return entries

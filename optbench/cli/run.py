@@ -14,10 +14,14 @@ from rich.markup import escape
 
 from optbench.cli.app import app, console, out_console
 from optbench.cli.flags import (
+    ExecutorOption,
+    MachinesOption,
     OutOption,
     PrintRecipeOption,
+    RayAddressOption,
     ReportFlags,
     ResumeOption,
+    placement,
     report_flags,
     split,
 )
@@ -72,6 +76,9 @@ def compare(
                                              help="add an LRU prediction cache of N entries"),
     repeat_skew: Optional[float] = typer.Option(
         None, "--repeat-skew", help="requests repeat by a Zipf law of this exponent"),
+    executor: Optional[str] = ExecutorOption,
+    ray_address: Optional[str] = RayAddressOption,
+    machines: Optional[str] = MachinesOption,
     out: Path = OutOption,
     resume: bool = ResumeOption,
     print_recipe: bool = PrintRecipeOption,
@@ -118,6 +125,7 @@ def compare(
     elif given:
         names = {"rates_per_s": "rates", "duration_s": "scenario-s", "size": "cache-size"}
         raise UsageError(f"--{names.get(given[0], given[0]).replace('_', '-')} needs --scenario")
+    data.update(placement(executor, ray_address, machines))
     _execute(parse_recipe(data), out, resume, print_recipe, flags)
 
 
@@ -128,6 +136,9 @@ def run(
     preset: Optional[str] = typer.Option(
         None, "--preset", help="quick | standard | rigorous: replaces the recipe's "
         "measure.preset"),
+    executor: Optional[str] = ExecutorOption,
+    ray_address: Optional[str] = RayAddressOption,
+    machines: Optional[str] = MachinesOption,
     out: Path = OutOption,
     resume: bool = ResumeOption,
     print_recipe: bool = PrintRecipeOption,
@@ -136,7 +147,10 @@ def run(
     """Run a recipe file; writes the store and the report."""
     from optbench.run.parse import load_recipe
 
-    _execute(load_recipe(recipe_file, preset=preset), out, resume, print_recipe, flags)
+    placement(executor, ray_address, machines)  # the flags checked before the file is read
+    recipe = load_recipe(recipe_file, preset=preset, placement=lambda data: placement(
+        executor, ray_address, machines, data))
+    _execute(recipe, out, resume, print_recipe, flags)
 
 
 def _execute(recipe: Any, out: Path, resume: bool, print_recipe: bool,
@@ -148,7 +162,7 @@ def _execute(recipe: Any, out: Path, resume: bool, print_recipe: bool,
     from optbench.cli.report import render_report
     from optbench.run.sweep import Runner, SweepInterrupted
 
-    runner = Runner(out, events := SweepProgress(console))
+    runner = Runner(out, events := SweepProgress(console), executor=_executor(recipe))
     try:
         with events, stop_signals_interrupt():
             runner.run(recipe, resume=resume)
@@ -166,6 +180,18 @@ def _execute(recipe: Any, out: Path, resume: bool, print_recipe: bool,
         console.print("[red]error:[/red] every configuration failed: the reasons are above, "
                       f"the logs in {escape(str(out / 'logs'))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
+
+
+def _executor(recipe: Any) -> Any:
+    """The recipe's executor, connected: None runs here; a cluster that cannot be reached
+    is bad input (exit 2), found before anything is written."""
+    if recipe.executor.kind == "local":
+        return None
+    from optbench.run.ray_executor import RayExecutor
+
+    executor = RayExecutor(recipe.executor.address, recipe.machines)
+    console.print(escape(executor.describe()), highlight=False, soft_wrap=True)
+    return executor
 
 
 @contextmanager

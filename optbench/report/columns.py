@@ -305,6 +305,9 @@ COLUMNS = (
     # validity checks per run (results/validity.py): "ok" or what failed
     Column("validity", table=Shown(215, "validity", left=True, when="validity",
                                    cell=lambda row, group: validity_cell(row))),
+    # where an executor ran it (run/ray_executor.py): the machine kind and the node
+    Column("machine", mlflow="param"),
+    Column("node"),
     # not exported: set by report.data, or computed per group for the tables
     Column("env_label", export=False,
            table=Shown(10, "machine", when="env_label", left=True)),  # several machines

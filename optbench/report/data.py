@@ -9,15 +9,17 @@ from typing import Any
 
 from optbench.carbon import CarbonSettings
 from optbench.report.analysis import QUALITY_TEST_KEYS, add_break_even, compare_quality
+from optbench.results.identity import where
 from optbench.results.store import Store, StoredRun
 from optbench.results.summary import serving_rows, summarize_run
 
 
 def latest_runs(runs: Iterable[StoredRun]) -> list[StoredRun]:
-    """The newest run of each (spec, environment): reruns replace older results in reports."""
+    """The newest run of each (spec, environment or machine kind): reruns replace older
+    results in reports."""
     latest: dict[tuple[str, str], StoredRun] = {}
     for run in runs:
-        latest[(run.spec_key, run.env_id)] = run
+        latest[(run.spec_key, where(run.spec, run.env_id))] = run
     return sorted(latest.values(), key=lambda r: r.id)
 
 
@@ -78,7 +80,11 @@ def load(outs: list[Path], carbon: CarbonSettings, price_per_kwh: float | None) 
     tested = {r["run_id"]: r for r in data.rows}
     for point in data.serving:  # a serving point is judged on its configuration's outputs
         point.update({k: tested[point["run_id"]].get(k) for k in QUALITY_TEST_KEYS})
-    if len(data.environments) > 1:
+    # a machine is named where several are side by side: by its kind when an executor
+    # placed the run (its nodes are one machine for the report), else by host and hardware
+    labels = {row["run_id"]: row.get("machine") or env_label(data.environments[row["env_id"]])
+              for row in data.rows}
+    if len(set(labels.values())) > 1:
         for row in data.rows + data.serving:
-            row["env_label"] = env_label(data.environments[row["env_id"]])
+            row["env_label"] = labels[row["run_id"]]
     return data

@@ -31,7 +31,20 @@ def spec_key(spec: Mapping[str, Any]) -> str:
             parent.pop(path[-1], None)
     if data.get("scenario") is None:
         data.pop("scenario", None)  # keys of closed-loop specs predate scenarios
-    if data.get("machine") is None:
-        data.pop("machine", None)  # and runs on the machine at hand predate machine kinds
+    # where it runs is not what it is: a cluster's runs have a local run's keys, once per
+    # machine kind (`where` tells them apart)
+    data.pop("machine", None)
     blob = json.dumps(data, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def where(spec: Mapping[str, Any], env_id: str) -> str:
+    """Where a run counts as measured: its machine kind when an executor placed it (any
+    node of the kind), else the environment it ran in."""
+    machine = spec.get("machine")
+    return f"{MACHINE_PREFIX}{machine}" if machine else env_id
+
+
+MACHINE_PREFIX = "machine:"
+# the same, in SQL over the runs table (json_extract of a NULL machine is NULL)
+WHERE_SQL = f"COALESCE('{MACHINE_PREFIX}' || json_extract(spec, '$.machine'), env_id)"

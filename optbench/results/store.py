@@ -41,7 +41,7 @@ import numpy as np
 from optbench import SCHEMA_VERSION, __version__
 from optbench.env import env_id
 from optbench.errors import OptbenchError
-from optbench.results.identity import spec_key
+from optbench.results.identity import MACHINE_PREFIX, WHERE_SQL, spec_key, where
 from optbench.results.schema import EnergyReading, Metric, RunResult, Trial
 
 log = logging.getLogger(__name__)
@@ -598,17 +598,18 @@ class Store:
                                   (env_id,)).fetchone()
         return json.loads(row["data"]) if row else {}
 
-    def has_ok(self, key: str, env_id: str | None) -> bool:
-        """Whether an `ok` run of the key is stored: measured in `env_id`, or in any
-        environment when it is None (a machine kind's runs, on whichever of its nodes)."""
-        where, args = ("", ()) if env_id is None else (" AND env_id=?", (env_id,))
+    def has_ok(self, key: str, env_id: str, machine: str | None = None) -> bool:
+        """Whether an `ok` run of the key is stored: measured in `env_id`, or, for a spec
+        an executor placed on a machine kind, on any node of that kind."""
+        place = env_id if machine is None else MACHINE_PREFIX + machine
         with self._errors():
             if self.version < KEYS_WITHOUT_TIMEOUT:  # an old store read without migrating
-                return any(spec_key(json.loads(r["spec"])) == key for r in self.db.execute(
-                    f"SELECT spec FROM runs WHERE status='ok'{where}", args))
+                return any(spec_key(s := json.loads(r["spec"])) == key
+                           and where(s, r["env_id"]) == place for r in self.db.execute(
+                               "SELECT spec, env_id FROM runs WHERE status='ok'"))
             row = self.db.execute(
-                f"SELECT 1 FROM runs WHERE spec_key=? AND status='ok'{where} LIMIT 1",
-                (key, *args)).fetchone()
+                f"SELECT 1 FROM runs WHERE spec_key=? AND status='ok' AND {WHERE_SQL}=? "
+                "LIMIT 1", (key, place)).fetchone()
         return row is not None
 
     def add_run(
@@ -672,14 +673,15 @@ class Store:
         return list(self.iter_runs(status=status, raw=raw))
 
     def run_keys(self) -> list[tuple[int, str, str]]:
-        """(id, spec key, environment id) of every run, oldest first: enough to choose
-        which runs to load (report.data reads only each configuration's latest)."""
+        """(id, spec key, where) of every run, oldest first, `where` its environment id or,
+        placed by an executor, its machine kind (identity.where): enough to choose which
+        runs to load (report.data reads only each configuration's latest)."""
         with self._errors():
             if self.version < KEYS_WITHOUT_TIMEOUT:
-                return [(r["id"], spec_key(json.loads(r["spec"])), r["env_id"]) for r in
-                        self.db.execute("SELECT id, spec, env_id FROM runs ORDER BY id")]
-            return [(r["id"], r["spec_key"], r["env_id"]) for r in self.db.execute(
-                "SELECT id, spec_key, env_id FROM runs ORDER BY id")]
+                return [(r["id"], spec_key(s := json.loads(r["spec"])), where(s, r["env_id"]))
+                        for r in self.db.execute("SELECT id, spec, env_id FROM runs ORDER BY id")]
+            return [(r["id"], r["spec_key"], r["place"]) for r in self.db.execute(
+                f"SELECT id, spec_key, {WHERE_SQL} AS place FROM runs ORDER BY id")]
 
     def iter_runs(self, ids: Iterable[int] | None = None, status: str | None = None,
                   raw: bool = True) -> Iterator[StoredRun]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +58,11 @@ MAX_EVAL_SAMPLES = 50_000
 log = logging.getLogger(__name__)
 
 
-def load_recipe(path: str | Path, preset: str | None = None) -> Recipe:
+def load_recipe(path: str | Path, preset: str | None = None,
+                placement: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Recipe:
     """Read and validate a YAML recipe file; `preset` (the `--preset` flag), when given,
-    replaces the recipe's `measure.preset`, and is checked before the file is read."""
+    replaces the recipe's `measure.preset`, and is checked before the file is read;
+    `placement` gives the recipe's `executor:`/`machines:` from flags over its own."""
     if preset is not None:
         preset = check_preset(preset, "--preset")
     path = Path(path)
@@ -88,6 +90,11 @@ def load_recipe(path: str | Path, preset: str | None = None) -> Recipe:
         measure = data.get("measure")
         if measure is None or isinstance(measure, Mapping):  # else parse_recipe says why
             data["measure"] = {**(measure or {}), "preset": preset}
+    if placement is not None:
+        entries = placement(data)
+        for key in ("executor", "machines"):
+            data.pop(key, None)
+        data.update(entries)
     return parse_recipe(data)
 
 

@@ -20,6 +20,7 @@ Ray is imported only here and only when this executor is built: `pip install
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -38,6 +39,7 @@ MACHINE = "machine:"
 RAY_MISSING = ("the ray executor needs Ray: pip install 'optbench[ray]' (Ray from PyPI) on "
                "the driver and on every node")
 POLL_S = 1.0
+CONNECT_S = 5.0  # for the head's GCS port to take a TCP connection
 LIVENESS_S = 5.0  # how often queued tasks are checked against the kinds still alive
 
 
@@ -91,6 +93,7 @@ class RayExecutor:
         self.address = address or "auto"
         self.machines = machines
         self._pending: dict[Any, tuple[int, RunSpec, int]] = {}
+        probe(self.address)  # ray.init retries an unreachable address for minutes
         try:
             self.ray.init(address=self.address, include_dashboard=False,
                           log_to_driver=False, logging_level=logging.WARNING,
@@ -104,16 +107,28 @@ class RayExecutor:
     def nodes(self) -> list[Node]:
         return live_nodes(self.ray)
 
+    def describe(self) -> str:
+        """One line: the cluster and the machine kinds its live nodes offer."""
+        nodes = self.nodes()
+        kinds = by_kind(nodes)
+        offered = ", ".join(f"{k} ({len(v)} node{'s' if len(v) > 1 else ''})"
+                            for k, v in sorted(kinds.items())) or "no machine kind"
+        return f"Ray cluster at {self.address}: {len(nodes)} live node(s); {offered}"
+
     def plan(self, recipe: Recipe) -> list[RunSpec]:
         """Every configuration on every machine kind asked for (the recipe's, else the
         executor's, else every kind the cluster offers), its device resolved for the kind:
-        CUDA where the kind's nodes have GPUs and the backend runs there."""
+        CUDA where the kind's nodes have GPUs and the backend runs there. A kind that no
+        live node offers is bad input (nothing is written): Ray would queue it forever."""
         kinds = by_kind(self.nodes())
         machines = recipe.machines or self.machines or tuple(sorted(kinds))
         if not machines:
             raise UsageError(f"no node of the Ray cluster at {self.address} offers a machine "
                              "kind: start each measuring node with ray start --resources "
                              "'{\"machine:KIND\": 1}' (docs/fleet.md)")
+        missing = [kind for kind in machines if kind not in kinds]
+        if missing:
+            raise UsageError(no_kind(missing[0], kinds))
         specs = []
         for kind in machines:
             has_gpu = any(n.gpus > 0 for n in kinds.get(kind, []))
@@ -147,8 +162,11 @@ class RayExecutor:
                     continue
                 live = by_kind(self.nodes())
                 if attempt == 0 and live.get(spec.machine):
-                    events.notice(f"{spec.label()}: {finished}; retrying once on another "
-                                  f"{spec.machine} node")
+                    # the lost attempt is a record of its own; the retry's result follows
+                    keep(Finished(spec, RunResult("failed", f"{finished}; retried once on "
+                                                  f"another {spec.machine} node"), 0.0, None))
+                    total += 1  # the progress counts the retry as a run of its own
+                    events.started(index, total, spec)
                     self._submit(remote, index, spec, 1, live)
                 else:
                     reason = (f"{finished}; no other live {spec.machine} node to retry on"
@@ -235,6 +253,24 @@ class RayExecutor:
         """Disconnect the driver (the cluster stays up)."""
         self.stop()
         self.ray.shutdown()
+
+
+def probe(address: str, timeout_s: float = CONNECT_S) -> None:
+    """A HOST:PORT that takes no TCP connection is a one-line error now, not minutes of
+    Ray's retries. `auto` (Ray finds the cluster started on this machine, or RAY_ADDRESS)
+    and ray:// client addresses are left to Ray."""
+    host, sep, port = address.rpartition(":")
+    if address == "auto" or "://" in address or not sep:
+        return
+    if not port.isdigit():
+        raise UsageError(f"the Ray address {address!r} is not HOST:PORT")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot reach the Ray cluster at {address}: "
+                         f"{exc.strerror or type(exc).__name__} (start it with `ray start "
+                         "--head`, or give its address as HOST:PORT; docs/fleet.md)") from None
 
 
 def no_kind(kind: str | None, kinds: dict[str, list[Node]]) -> str:

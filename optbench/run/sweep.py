@@ -158,7 +158,12 @@ class Runner:
         """Run the recipe's sweep; returns the ids of the runs written. Interrupted (a
         KeyboardInterrupt, or SIGTERM/SIGHUP turned into one by the caller), it stops its
         children, removes their temporary files and raises SweepInterrupted."""
-        specs = self.plan(recipe)
+        try:
+            specs = self.plan(recipe)
+        except BaseException:
+            if self.executor is not None:
+                self.executor.close()
+            raise
         written: list[int] = []
         with OutputLock(self.out_dir):
             # at least three attempts (each a message) before a result is kept on disk
@@ -174,9 +179,8 @@ class Runner:
                 store.put_environment(ctx.env_id, env)
                 todo = []
                 for index, spec in enumerate(specs):
-                    # a machine kind is in the key: ok on any node of the kind is done
-                    where = None if spec.machine else ctx.env_id
-                    if resume and store.has_ok(spec.key(), where):
+                    # placed on a machine kind: ok on any node of the kind is done
+                    if resume and store.has_ok(spec.key(), ctx.env_id, spec.machine):
                         self.events.started(index, len(specs), spec)
                         self.events.finished(spec, None,
                                              RunResult("skipped", "resume: already ok"))

@@ -41,7 +41,7 @@ EXPORTED = (
     # issue 15: quality uncertainty, paired significance, validity
     "quality_ci95_low", "quality_ci95_high", "quality_ci_method", "quality_samples",
     "quality_delta", "quality_delta_p_value", "quality_test", "quality_tied",
-    "quality_samples_to_resolve", "validity",
+    "quality_samples_to_resolve", "validity", "machine", "node",
 )
 
 
@@ -110,7 +110,7 @@ def test_mlflow_names_come_from_the_catalogue():
         "cost_per_1000", "quality_ci95_low", "quality_ci95_high", "quality_delta_p_value"}
     assert set(mlflow.PARAMS) == {"model", "backend", "variant", "batch_size", "device",
                                   "quality_metric", "precision_path", "weights", "recipe",
-                                  "energy_method", "energy_channels"}
+                                  "energy_method", "energy_channels", "machine"}
 
 
 def test_plots_axes_and_objectives_lead_with_energy():
