@@ -291,9 +291,11 @@ def serving_rows(run: StoredRun, base: dict[str, Any]) -> list[dict[str, Any]]:
                 row[key] = f[key]
         row.update(point_energy(windows, idle))
         if row["achieved_rate_per_s"] and f["window_s"]:
-            # goodput over the same metered seconds as the achieved rate
-            good = f["goodput_per_s"] * f["window_s"]
-            row["goodput_per_s"] = good / (row["completed"] / row["achieved_rate_per_s"])
+            # goodput over the same metered seconds as the achieved rate: the share of the
+            # completed requests within the bounds (a count: rounded, so that all of them
+            # gives the achieved rate exactly, not one ulp above it)
+            good = round(f["goodput_per_s"] * f["window_s"])
+            row["goodput_per_s"] = row["achieved_rate_per_s"] * min(good / row["completed"], 1.0)
         rows.append(row)
     return rows
 

@@ -121,6 +121,17 @@ def test_a_sweep_across_two_kinds_has_local_keys_once_per_kind(cluster, tmp_path
     assert sorted(r["machine"] for r in rows) == ["a", "a", "b", "b"]
     assert {r["node"] for r in rows} == {"127.0.0.3", "127.0.0.4"}
 
+    # the report puts the two kinds side by side, and its recommendation names the kind
+    from optbench.api import recommend
+    from optbench.report.render import render
+    from optbench.report.text import run_label
+
+    (rec,) = recommend(tmp_path)
+    assert rec.best is not None and rec.best["env_label"] in ("a", "b")
+    assert run_label(rec.best).endswith(f"(cpu on {rec.best['env_label']})")
+    text = render([tmp_path], html=False).markdown.read_text()
+    assert "| machine |" in text and run_label(rec.best) in text
+
 
 def assert_exclusive(stored):
     """No two runs' metered windows overlap on one node (CLOCK_MONOTONIC is system-wide)."""
