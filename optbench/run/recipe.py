@@ -122,11 +122,10 @@ class RunSpec:
 
     def label(self) -> str:
         model = Path(self.model.ref).name if "/" in self.model.ref else self.model.ref
+        where = f" @{self.machine}" if self.machine else ""
         if self.scenario is not None:
             return (f"{model} {self.backend.label()} {self.variant.name} "
-                    f"{self.scenario.label(self.batch_size)}"
-                    + (f" @{self.machine}" if self.machine else ""))
-        where = f" @{self.machine}" if self.machine else ""
+                    f"{self.scenario.label(self.batch_size)}{where}")
         return f"{model} {self.backend.label()} {self.variant.name} bs{self.batch_size}{where}"
 
     def to_dict(self) -> dict[str, Any]:
