@@ -21,10 +21,13 @@ from optbench.report.recommend import recommend as recommend_group
 
 
 def rows(*outs: str | Path, region: str | None = None, carbon_intensity: float | None = None,
-         pue: float | None = None, price_per_kwh: float | None = None) -> list[dict[str, Any]]:
-    """Summary rows (dicts) of the latest run of every configuration in the stores."""
+         pue: float | None = None, price_per_kwh: float | None = None,
+         price_per_hour: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """Summary rows (dicts) of the latest run of every configuration in the stores;
+    `price_per_hour` by machine kind (or host name) prices the machines' time."""
     carbon = carbon_settings(region, carbon_intensity, pue)
-    return load([Path(o) for o in outs or ("reports",)], carbon, price_per_kwh).rows
+    return load([Path(o) for o in outs or ("reports",)], carbon, price_per_kwh,
+                price_per_hour).rows
 
 
 def runs(*outs: str | Path, **kwargs: Any) -> Any:

@@ -11,7 +11,7 @@ import inspect
 import math
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -61,10 +61,14 @@ CARBON = {
                                           help="data-centre PUE for CO2 (default 1.0)")),
     "price_per_kwh": (Optional[float], typer.Option(
         None, "--price-per-kwh", help="electricity price, for cost columns")),
+    "price_per_hour": (Optional[str], typer.Option(
+        None, "--price-per-hour",
+        help="machines' prices per hour, KIND=PRICE[,KIND=PRICE] (a machine kind, or the "
+             "host name of a run no executor placed), over the recipe's: cost per million")),
 }
 CONSTRAINTS = {
-    "objective": (str, typer.Option("energy", "--objective",
-                                    help="energy | latency | throughput | co2 | ttft | tpot")),
+    "objective": (str, typer.Option(
+        "energy", "--objective", help="energy | latency | throughput | co2 | cost | ttft | tpot")),
     "max_quality_drop": (Optional[str], typer.Option(
         None, "--max-quality-drop",
         help="allowed quality drop below the fp32 baseline: 0.01 or 1% (one point of "
@@ -99,6 +103,7 @@ class ReportFlags:
     price_per_kwh: float | None = None
     constraints: Any = None
     mlflow_uri: str | None = None  # None: no MLflow; "": the default local store
+    machine_prices: dict[str, float] = field(default_factory=dict)  # --price-per-hour
 
 
 def _build(values: dict[str, Any]) -> ReportFlags:
@@ -126,7 +131,27 @@ def _build(values: dict[str, Any]) -> ReportFlags:
     uri = values.get("mlflow_uri") or ("" if values.get("mlflow") else None)
     carbon = carbon_settings(values.get("region"), values.get("carbon_intensity"),
                              values.get("pue"))
-    return ReportFlags(carbon, price, constraints, uri)
+    return ReportFlags(carbon, price, constraints, uri,
+                       machine_prices(values.get("price_per_hour")))
+
+
+def machine_prices(text: str | None) -> dict[str, float]:
+    """--price-per-hour h100=4.1,cpu=0.3 -> {"h100": 4.1, "cpu": 0.3}."""
+    prices: dict[str, float] = {}
+    for item in split(text, "--price-per-hour"):
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        try:
+            price = float(value) if sep and name else math.nan
+        except ValueError:
+            price = math.nan
+        if not (math.isfinite(price) and price >= 0):
+            raise UsageError(f"--price-per-hour takes KIND=PRICE pairs with a price >= 0, "
+                             f"such as h100=4.1,cpu=0.3; got {item!r}")
+        if name in prices:
+            raise UsageError(f"--price-per-hour: {name} is priced twice")
+        prices[name] = price
+    return prices
 
 
 def fraction(flag: str, text: str | None) -> float | None:
@@ -238,6 +263,9 @@ def placement(executor: str | None, address: str | None, machines: str | None,
                 address or old_address) else {})}
         if kind == "local":
             entries.pop("machines", None)
-    if machines is not None:
-        entries["machines"] = list(parse_machines(machines, "--machines"))
+    if machines is not None:  # the recipe's prices stay with the kinds it prices
+        priced = {e["name"]: e for e in recipe.get("machines") or ()
+                  if isinstance(e, dict) and e.get("name")}
+        entries["machines"] = [priced.get(name, name)
+                               for name in parse_machines(machines, "--machines")]
     return entries

@@ -18,7 +18,7 @@ def render_report(outs: list[Path], flags: ReportFlags, dest: Path | None = None
     from optbench.report.render import render
 
     rendered = render(outs, dest, flags.carbon, flags.price_per_kwh, flags.constraints,
-                      name, html)
+                      name, html, flags.machine_prices)
     console.print(f"report: {rendered.markdown}")
     if rendered.html is not None:
         console.print(f"html:   {rendered.html}")
@@ -35,7 +35,8 @@ def render_report(outs: list[Path], flags: ReportFlags, dest: Path | None = None
         from optbench.report.mlflow import default_uri, log_runs
 
         uri = flags.mlflow_uri or default_uri(outs[0])
-        counts = log_runs(load(outs, flags.carbon, flags.price_per_kwh).rows,
+        counts = log_runs(load(outs, flags.carbon, flags.price_per_kwh,
+                               flags.machine_prices).rows,
                           rendered.directory, uri)
         console.print(f"mlflow: {counts['logged']} runs logged, {counts['skipped']} already "
                       f"there ({uri})")
@@ -69,7 +70,7 @@ def recommend(
     from optbench.report.analysis import analyse
     from optbench.report.data import load
 
-    data = load(outs, flags.carbon, flags.price_per_kwh)
+    data = load(outs, flags.carbon, flags.price_per_kwh, flags.machine_prices)
     groups = analyse(data.rows)
     if not groups:
         console.print("[red]error:[/red] no successful runs in the store to choose from")
@@ -80,6 +81,7 @@ def recommend(
             say("serving runs are judged at a load: add --rate R (req/s) to choose among them")
     else:
         missing = say_rate_choices(groups, data.serving, flags.constraints)
+    say_fleet(groups, data.serving, flags.constraints)
     if missing:
         raise typer.Exit(1)
 
@@ -105,6 +107,18 @@ def say_recommendations(groups: list[Any], constraints: Any) -> bool:
         for other in rec.runners_up:
             say(f"  runner-up: {run_label(other)}")
     return missing
+
+
+def say_fleet(groups: list[Any], serving: list[dict[str, Any]], constraints: Any) -> None:
+    """Where a store holds several machines: what each does best and what it costs."""
+    from optbench.report.fleet import fleet_views
+    from optbench.report.serving import serving_views
+
+    views = fleet_views(groups, constraints, serving_views(groups, serving, constraints))
+    for view in views.values():
+        say(f"{view.group.model} ({view.group.metric}), machines side by side:", style="bold")
+        for line in (view.findings if view.closed_loop else []) + view.rate_findings:
+            say(f"  - {line}")
 
 
 def say_rate_choices(groups: list[Any], serving: list[dict[str, Any]], constraints: Any) -> bool:
@@ -154,6 +168,7 @@ def export(
     """Print one row per run (latest per configuration) as CSV or JSON on stdout."""
     from optbench.report.export import export_rows
 
-    sys.stdout.write(export_rows(out, format, flags.carbon, flags.price_per_kwh))
+    sys.stdout.write(export_rows(out, format, flags.carbon, flags.price_per_kwh,
+                                 flags.machine_prices))
 
 

@@ -48,7 +48,7 @@ class Group:
 
 def provenance_groups(rows: list[dict[str, Any]], key: str) -> list[list[dict[str, Any]]]:
     """Energy points split into measured and estimated; other axes form one group."""
-    if key != "energy_per_sample_j":
+    if key not in ("energy_per_sample_j", "cost_per_million"):  # cost: energy + time
         return [rows]
     return [[r for r in rows if measured(r)], [r for r in rows if not measured(r)]]
 

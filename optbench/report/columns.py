@@ -308,6 +308,16 @@ COLUMNS = (
     # where an executor ran it (run/ray_executor.py): the machine kind and the node
     Column("machine", mlflow="param"),
     Column("node"),
+    # the fleet's cost (report/fleet.py): electricity + the machine's time per million
+    Column("price_per_hour"),
+    Column("cost_per_million", "cost per million {unit}s", "min", unit="currency",
+           mlflow="metric", plot="cost", front=("C", "cost"), objective="cost",
+           table=Shown(212, "cost/1M {unit}s", when="cost_per_million", digits=4)),
+    Column("cost_energy_per_million"),
+    Column("cost_machine_per_million"),
+    Column("cost_per_million_low"),
+    Column("cost_per_million_high"),
+    Column("foreign_cpu_max_cores"),
     # not exported: set by report.data, or computed per group for the tables
     Column("env_label", export=False,
            table=Shown(10, "machine", when="env_label", left=True)),  # several machines

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from optbench.carbon import CarbonSettings
 from optbench.report.analysis import QUALITY_TEST_KEYS, add_break_even, compare_quality
+from optbench.report.fleet import add_costs
 from optbench.results.identity import where
 from optbench.results.store import Store, StoredRun
 from optbench.results.summary import serving_rows, summarize_run
@@ -50,11 +51,14 @@ class ReportData:
     sources: list[str] = field(default_factory=list)
 
 
-def load(outs: list[Path], carbon: CarbonSettings, price_per_kwh: float | None) -> ReportData:
+def load(outs: list[Path], carbon: CarbonSettings, price_per_kwh: float | None,
+         machine_prices: Mapping[str, float] | None = None) -> ReportData:
     """Summary rows of the latest runs of every store; ids made unique across stores.
 
     Stores are opened read-only: reading writes nothing (a store on read-only media can be
     reported, a file that is not a store is left as it is) and never waits for a writer.
+    `machine_prices` (machine kind or host name -> price per hour) override the prices
+    the runs' recipes gave, for the cost per million inferences.
     Runs are read a chunk at a time without their raw latency arrays (the stored latency
     statistics serve the rows), so memory holds the rows, not the store.
     """
@@ -71,10 +75,12 @@ def load(outs: list[Path], carbon: CarbonSettings, price_per_kwh: float | None) 
                 data.serving.extend(serving_rows(run, row))
                 if run.env_id not in data.environments:
                     data.environments[run.env_id] = store.environment(run.env_id)
+                row["hostname"] = data.environments[run.env_id].get("hostname")
                 if row["recipe"] and row["recipe"] not in data.recipes:
                     data.recipes.append(row["recipe"])
         finally:
             store.close()
+    add_costs(data.rows, data.serving, machine_prices or {})
     add_break_even(data.rows)
     compare_quality(data.rows)  # paired tests against each group's baseline, for the export
     tested = {r["run_id"]: r for r in data.rows}

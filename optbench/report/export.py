@@ -38,12 +38,13 @@ def json_rows(rows: list[dict[str, Any]]) -> str:
 
 
 def export_rows(out_dir: Path, fmt: str, carbon: CarbonSettings | None = None,
-                price_per_kwh: float | None = None) -> str:
+                price_per_kwh: float | None = None,
+                machine_prices: dict[str, float] | None = None) -> str:
     from optbench.report.data import load
 
     if fmt not in FORMATS:
         raise UsageError(f"unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}")
-    data = load([out_dir], carbon or carbon_settings(), price_per_kwh)
+    data = load([out_dir], carbon or carbon_settings(), price_per_kwh, machine_prices)
     served = {r["run_id"] for r in data.serving}
     rows = [r for r in data.rows if r["run_id"] not in served] + data.serving
     if fmt == "json":

@@ -1,5 +1,6 @@
-"""Static figures (PNG and SVG), drawn with matplotlib: each group's fronts, and its serving
-configurations' energy and p99 latency against offered load.
+"""Static figures (PNG and SVG), drawn with matplotlib: each group's fronts, its serving
+configurations' energy and p99 latency against offered load, and, where several machines
+are side by side, each machine's chosen configuration as bars.
 
 Every point is drawn in a handful of collection calls (a group of 10,000 configurations
 draws its figures, PNG and SVG, in a few seconds); at most `MAX_LABELS` points are
@@ -22,6 +23,7 @@ from typing import Any
 from optbench.cache import atomic_path
 from optbench.report.analysis import Group, measured, provenance_groups
 from optbench.report.columns import PLOTTED
+from optbench.report.fleet import FleetView, bar_series, whiskers
 from optbench.report.serving import LOAD_FIGURES, ServingView, load_series, spans_decades
 from optbench.report.text import run_label
 
@@ -367,3 +369,33 @@ def serving_figure(view: ServingView, stem: str) -> Any:
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def draw_fleet(view: FleetView, directory: Path) -> list[str]:
+    """The machines side by side: one bar per machine kind for its chosen configuration,
+    a panel per axis (energy, p99, throughput, cost where priced), 95% intervals as
+    whiskers; paths as `draw_group` gives."""
+    plt = pyplot()
+    panels = bar_series(view)
+    if plt is None or not panels:
+        return []
+    directory.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels) + 0.6, 4.2),
+                             squeeze=False)
+    for ax, (title, unit, bars) in zip(axes[0], panels):
+        names = [b[0] for b in bars]
+        values = [math.nan if b[1] is None else b[1] for b in bars]
+        ax.bar(names, values, yerr=list(whiskers(bars)), capsize=4,
+               color=[f"C{n % 10}" for n in range(len(bars))])
+        for n, (_, value, _, _) in enumerate(bars):
+            if value is None:  # an empty figure says so, never a zero bar
+                ax.text(n, 0, "n/a", ha="center", va="bottom", fontsize=8, color="C7")
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel(unit)
+        ax.tick_params(axis="x", labelrotation=20, labelsize=8)
+        ax.grid(True, axis="y", alpha=0.3)
+    fig.suptitle(f"{view.group.model}: each machine's chosen configuration", fontsize=11)
+    fig.tight_layout()
+    drawn: list[str] = []
+    save(fig, directory, f"{slug(view.group.model)}-{slug(view.group.metric)}-fleet", drawn)
+    return drawn

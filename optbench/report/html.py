@@ -37,6 +37,18 @@ from optbench.report.columns import (
     table_head,
 )
 from optbench.report.data import ReportData
+from optbench.report.fleet import (
+    FLEET_NOTE,
+    NO_CLOSED_LOOP,
+    RATE_NOTE,
+    FleetView,
+    bar_series,
+    fleet_cells,
+    fleet_head,
+    rate_head,
+    rate_rows,
+    whiskers,
+)
 from optbench.report.recommend import Recommendation
 from optbench.report.serving import (
     LOAD_FIGURES,
@@ -166,7 +178,17 @@ SCRIPT = """
         legend:{orientation:'h', y:-0.28}}, config);
     }};
   }
+  function bars(p){
+    return {id: p.id, gl: 0, draw: function(){
+      Plotly.newPlot(p.id, [{x:p.x, y:p.y, text:p.text, hoverinfo:'text', type:'bar',
+        marker:{color:p.colors}, error_y:{type:'data', symmetric:false, array:p.up,
+        arrayminus:p.down, visible:true}}],
+        {title:{text:p.title}, yaxis:{title:{text:p.ylabel}}, margin:{t:40,r:10,b:90,l:60}},
+        config);
+    }};
+  }
   data.plots.forEach(function(g){ g.figures.forEach(function(p){ jobs.push(figure(p, g)); }); });
+  (data.bars || []).forEach(function(p){ jobs.push(bars(p)); });
   data.cubes.forEach(function(c){ jobs.push(cube(c, data.plots[c.group])); });
   (data.lines || []).forEach(function(p){ jobs.push(load(p)); });
   function cost(list){ return list.reduce(function(sum, j){ return sum + j.gl; }, 0); }
@@ -535,12 +557,55 @@ def serving_section(view: ServingView, specs: list[dict[str, Any]],
               f"(rate search):</p><ul>{ceilings}</ul>")
 
 
+def fleet_specs(view: FleetView, index: int) -> list[dict[str, Any]]:
+    """The Plotly specs of the fleet bars: one figure per axis, a bar per machine."""
+    specs = []
+    for n, (title, unit, bars) in enumerate(bar_series(view)):
+        down, up = whiskers(bars)
+        specs.append({"id": f"fleet-{index}-{n}", "title": esc(title), "ylabel": esc(unit),
+                      "x": [esc(b[0]) for b in bars], "y": [b[1] for b in bars],
+                      "up": up, "down": down,
+                      "text": [esc(f"{b[0]}: {'n/a' if b[1] is None else f'{b[1]:.4g}'} {unit}")
+                               for b in bars],
+                      "colors": [PALETTE[k % len(PALETTE)] for k in range(len(bars))]})
+    return specs
+
+
+def fleet_section(view: FleetView, specs: list[dict[str, Any]], page: Page | None = None) -> str:
+    """Machines side by side: the table, what it says, bars, the same at the asked rate."""
+    findings = "".join(f"<li>{esc(line)}</li>" for line in view.findings)
+    out = [f"<h3>{esc(view.group.model)}: machines side by side</h3>"]
+    if view.closed_loop:
+        out += [f'<p class="note">{esc(FLEET_NOTE)}</p>',
+                html_table(fleet_head(view), [left(fleet_cells(m)) for m in view.machines],
+                           page),
+                f'<ul class="rec">{findings}</ul>' if findings else "",
+                '<div class="plots">' + "".join(f'<div class="plot" id="{p["id"]}"></div>'
+                                                for p in specs) + "</div>"]
+    elif not view.at_rate:
+        out.append(f'<p class="note">{esc(NO_CLOSED_LOOP)}</p>')
+    if view.at_rate:
+        rate = "".join(f"<li>{esc(line)}</li>" for line in view.rate_findings)
+        out += [f'<p class="note">{esc(RATE_NOTE)}</p>',
+                html_table(rate_head(view), [left(r) for r in rate_rows(view)], page),
+                f'<ul class="rec">{rate}</ul>' if rate else ""]
+    if view.ray_cost:
+        items = "".join(f"<li>{esc(line)}</li>" for line in view.ray_cost)
+        out.append('<p class="note">Other processes on each machine\'s meters (an '
+                   "executor's daemons, such as Ray's, among them; docs/fleet.md):</p>"
+                   f'<ul class="note">{items}</ul>')
+    return "".join(out)
+
+
 def render_html(data: ReportData, groups: list[Group], recs: list[Recommendation],
                 carbon: CarbonSettings, title: str,
-                serving: dict[str, ServingView] | None = None) -> str:
+                serving: dict[str, ServingView] | None = None,
+                fleet: dict[str, FleetView] | None = None) -> str:
     import plotly.offline
 
     serving = serving or {}
+    fleet = fleet or {}
+    bars: list[dict[str, Any]] = []
     page = Page()
     lines: list[dict[str, Any]] = []
     plots: list[dict[str, Any]] = []
@@ -578,11 +643,17 @@ def render_html(data: ReportData, groups: list[Group], recs: list[Recommendation
             specs = serving_specs(view, index)
             lines += specs
             body.append(serving_section(view, specs, page))
+        machines = fleet.get(f"{group.model}|{group.metric}")
+        if machines is not None:
+            specs = fleet_specs(machines, index)
+            bars += specs
+            body.append(fleet_section(machines, specs, page))
     others = [r for r in data.rows if r["status"] != "ok"]
     if others:
         body.append("<h2>Skipped and failed</h2>"
                     + html_table(FAILED_HEAD, [left(failed_cells(r)) for r in others], page))
     shown = {"plots": plots, "cubes": cubes, **({"lines": lines} if lines else {}),
+             **({"bars": bars} if bars else {}),
              **({"tables": page.tables} if page.tables else {})}
     payload = json.dumps(shown, ensure_ascii=False, separators=(",", ":"),
                          allow_nan=False).replace("<", "\\u003c").replace(

@@ -16,6 +16,16 @@ from optbench.report.columns import (
     table_head,
 )
 from optbench.report.data import ReportData
+from optbench.report.fleet import (
+    FLEET_NOTE,
+    NO_CLOSED_LOOP,
+    RATE_NOTE,
+    FleetView,
+    fleet_cells,
+    fleet_head,
+    rate_head,
+    rate_rows,
+)
 from optbench.report.recommend import Recommendation, quality_gates
 from optbench.report.serving import (
     SERVING_NOTE,
@@ -74,9 +84,11 @@ def table_lines(head: list[str] | tuple[str, ...], rows: list[list[str]]) -> lis
 
 def render_markdown(data: ReportData, groups: list[Group], recs: list[Recommendation],
                     carbon: CarbonSettings, figures: dict[str, list[str]],
-                    serving: dict[str, ServingView] | None = None) -> str:
+                    serving: dict[str, ServingView] | None = None,
+                    fleet: dict[str, FleetView] | None = None) -> str:
     """The report; `figures` by group key (`model|metric`, serving ones under
-    `model|metric|serving`), `serving` the groups' serving views by the same key."""
+    `model|metric|serving`, fleet ones under `model|metric|fleet`), `serving` the groups'
+    serving views and `fleet` their machines side by side, by the same key."""
     lines = ["# optbench report", ""]
     for eid, env in data.environments.items():
         lines += [f"Environment `{code(eid)}`: {cell(environment_summary(env))}.",
@@ -88,6 +100,8 @@ def render_markdown(data: ReportData, groups: list[Group], recs: list[Recommenda
         lines += group_section(group, rec, figures.get(key, []))
         if serving and key in serving:
             lines += serving_lines(serving[key], figures.get(f"{key}|serving", []))
+        if fleet and key in fleet:
+            lines += fleet_lines(fleet[key], figures.get(f"{key}|fleet", []))
     others = [r for r in data.rows if r["status"] != "ok"]
     if others:
         lines += ["## Skipped and failed", "",
@@ -194,3 +208,25 @@ def serving_lines(view: ServingView, figures: list[str]) -> list[str]:
     lines += ["", "Highest offered rate that held the latency bound (rate search):", ""]
     lines += [f"- {cell(max_rate_text(c))}" for c in view.configurations]
     return [*lines, ""]
+
+
+def fleet_lines(view: FleetView, figures: list[str]) -> list[str]:
+    """Machines side by side: each machine's choice and cost, what they say, the same at
+    the asked rate, and other processes' CPU on each machine's meters."""
+    group = view.group
+    lines = [f"### {cell(group.model)}: machines side by side", ""]
+    if view.closed_loop:
+        lines += [FLEET_NOTE, ""]
+        lines += table_lines(fleet_head(view), [fleet_cells(m) for m in view.machines])
+        lines += [""] + [f"- {cell(line)}" for line in view.findings] + [""]
+        lines += [f"![{p}]({p})" for p in figures if p.endswith(".png")] + [""]
+    elif not view.at_rate:
+        lines += [NO_CLOSED_LOOP, ""]
+    if view.at_rate:
+        lines += [RATE_NOTE, "", *table_lines(rate_head(view), rate_rows(view)), ""]
+        lines += [f"- {cell(line)}" for line in view.rate_findings] + [""]
+    if view.ray_cost:
+        lines += ["Other processes on each machine's meters (an executor's daemons, such "
+                  "as Ray's, among them; docs/fleet.md):", ""]
+        lines += [f"- {cell(line)}" for line in view.ray_cost] + [""]
+    return lines

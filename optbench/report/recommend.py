@@ -96,7 +96,7 @@ def recommend(group: Group, constraints: Constraints, runners_up: int = 3) -> Re
             candidates.append(row)
     if not candidates:
         return rec
-    energy_like = key in ("energy_per_sample_j", "co2_g_per_1000")
+    energy_like = key in ("energy_per_sample_j", "co2_g_per_1000", "cost_per_million")
 
     def rank(row: dict[str, Any]) -> tuple[int, float]:
         value = row[key] if sense == "min" else -row[key]

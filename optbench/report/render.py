@@ -16,7 +16,8 @@ from optbench.cache import atomic_path
 from optbench.carbon import CarbonSettings, carbon_settings
 from optbench.report.analysis import analyse
 from optbench.report.data import ReportData, load
-from optbench.report.figures import draw_group, draw_serving, slug
+from optbench.report.figures import draw_fleet, draw_group, draw_serving, slug
+from optbench.report.fleet import fleet_views
 from optbench.report.markdown import render_markdown
 from optbench.report.recommend import Constraints, recommend
 from optbench.report.serving import serving_views
@@ -44,10 +45,11 @@ def report_name(data: ReportData, name: str | None) -> str:
 
 def render(outs: list[Path], dest: Path | None = None, carbon: CarbonSettings | None = None,
            price_per_kwh: float | None = None, constraints: Constraints | None = None,
-           name: str | None = None, html: bool = True) -> RenderedReport:
+           name: str | None = None, html: bool = True,
+           machine_prices: dict[str, float] | None = None) -> RenderedReport:
     carbon = carbon or carbon_settings()
     constraints = constraints or Constraints()
-    data = load(outs, carbon, price_per_kwh)
+    data = load(outs, carbon, price_per_kwh, machine_prices)
     directory = (dest or outs[0]) / report_name(data, name)
     directory.mkdir(parents=True, exist_ok=True)
     groups = analyse(data.rows)
@@ -56,14 +58,17 @@ def render(outs: list[Path], dest: Path | None = None, carbon: CarbonSettings | 
     serving = serving_views(groups, data.serving, constraints)
     for key, view in serving.items():
         figures[f"{key}|serving"] = draw_serving(view, directory / "figures")
+    fleet = fleet_views(groups, constraints, serving)
+    for key, fleet_view in fleet.items():
+        figures[f"{key}|fleet"] = draw_fleet(fleet_view, directory / "figures")
     markdown = directory / "report.md"
-    write_text(markdown, render_markdown(data, groups, recs, carbon, figures, serving))
+    write_text(markdown, render_markdown(data, groups, recs, carbon, figures, serving, fleet))
     page = None
     if html:
         from optbench.report.html import render_html
 
         page = directory / "index.html"
         title = f"optbench report: {', '.join(data.recipes) or 'no runs'}"
-        write_text(page, render_html(data, groups, recs, carbon, title, serving))
+        write_text(page, render_html(data, groups, recs, carbon, title, serving, fleet))
     drawn = [directory / p for paths in figures.values() for p in paths]
     return RenderedReport(directory, markdown, page, drawn)

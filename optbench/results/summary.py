@@ -103,6 +103,8 @@ def summarize_run(run: StoredRun, carbon: CarbonSettings | None = None,
         "precision_path": result.backend.get("path"),
         "env_id": run.env_id, "machine": run.spec.get("machine"),
         "node": result.details.get("placement", {}).get("node_ip"),
+        "price_per_hour": result.details.get("placement", {}).get("price_per_hour"),
+        "foreign_cpu_max_cores": foreign_cpu(result.trials),
         "git_sha": run.git_sha, "git_dirty": run.git_dirty,
         "started_at": run.started_at, "metrics": metrics,
         "latency_p50_s": None, "latency_p90_s": None, "latency_p99_s": None,
@@ -143,6 +145,15 @@ def summarize_run(run: StoredRun, carbon: CarbonSettings | None = None,
     if result.status != "ok":
         row["energy_method"] = None
     return row
+
+
+def foreign_cpu(trials: list[Trial]) -> float | None:
+    """The most CPU other processes used in a metered window (cores; an executor's daemons,
+    Ray's raylet for one, are among them), or None where it was not recorded."""
+    seen = [t.telemetry.get("foreign_cpu_cores") for t in trials
+            if t.phase != "idle" and not t.excluded]
+    values = [float(v) for v in seen if isinstance(v, (int, float))]
+    return max(values) if values else None
 
 
 def validity_summary(result: RunResult) -> dict[str, Any]:

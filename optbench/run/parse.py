@@ -32,6 +32,7 @@ from optbench.run.recipe import (
 TOP_KEYS = ("name", "model", "device", "workload", "backends", "variants", "sweep", "measure",
             "scenario", "executor", "machines")
 EXECUTOR_KEYS = ("kind", "address")
+MACHINE_KEYS = ("name", "price_per_hour")
 EXECUTORS = ("local", "ray")
 # a machine kind is the name in a node's Ray resource `machine:NAME`
 MACHINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -133,7 +134,9 @@ def parse_recipe(data: Mapping[str, Any]) -> Recipe:
     batch_sizes = _parse_sweep(data.get("sweep") or {})
     measure = _parse_measure(data.get("measure") or {})
     placement = {"executor": parse_executor(data.get("executor"), "recipe.executor"),
-                 "machines": parse_machines(data.get("machines"), "recipe.machines")}
+                 "machines": parse_machines(data.get("machines"), "recipe.machines"),
+                 "machine_prices": parse_machine_prices(data.get("machines"),
+                                                        "recipe.machines")}
     if placement["machines"] and placement["executor"].kind == "local":
         raise RecipeError("recipe.machines", "machine kinds are chosen among a cluster's "
                           "nodes: give executor: {kind: ray, address: HOST:PORT} as well")
@@ -175,18 +178,41 @@ def parse_executor(data: Any, path: str) -> ExecutorSpec:
 
 def parse_machines(data: Any, path: str) -> tuple[str, ...]:
     """`machines:` (a list, or a comma-separated string as --machines gives it) -> names."""
+    return tuple(name for name, _ in machine_entries(data, path))
+
+
+def parse_machine_prices(data: Any, path: str) -> tuple[tuple[str, float], ...]:
+    """The `price_per_hour` of each machine kind that `machines:` prices, e.g.
+    `[{name: h100, price_per_hour: 4.1}, cpu]` -> (("h100", 4.1),)."""
+    return tuple((name, price) for name, price in machine_entries(data, path)
+                 if price is not None)
+
+
+def machine_entries(data: Any, path: str) -> list[tuple[str, float | None]]:
+    """`machines:` entries: a kind's name, or {name: KIND, price_per_hour: PRICE}."""
     if data is None:
-        return ()
-    names = [n.strip() for n in data.split(",")] if isinstance(data, str) else data
-    if not isinstance(names, list) or not names:
+        return []
+    items = [n.strip() for n in data.split(",")] if isinstance(data, str) else data
+    if not isinstance(items, list) or not items:
         raise RecipeError(path, "give a list of machine kinds, such as [h100, cpu]")
-    for name in names:
-        if not isinstance(name, str) or not MACHINE_NAME.match(name):
-            raise RecipeError(path, f"invalid machine kind {name!r}: letters, digits, "
+    entries = []
+    for index, item in enumerate(items):
+        price = None
+        if isinstance(item, Mapping):
+            _check_keys(item, MACHINE_KEYS, f"{path}[{index}]")
+            price = item.get("price_per_hour")
+            if price is not None and (isinstance(price, bool) or not isinstance(
+                    price, (int, float)) or not math.isfinite(price) or price < 0):
+                raise RecipeError(f"{path}[{index}].price_per_hour", "give the machine's "
+                                  f"price per hour as a number >= 0, got {price!r}")
+            item = item.get("name")
+        if not isinstance(item, str) or not MACHINE_NAME.match(item):
+            raise RecipeError(path, f"invalid machine kind {item!r}: letters, digits, "
                               "'_', '.', '-' (the K of a node's Ray resource machine:K)")
-    if len(set(names)) != len(names):
+        entries.append((item, None if price is None else float(price)))
+    if len({name for name, _ in entries}) != len(entries):
         raise RecipeError(path, "a machine kind is listed twice")
-    return tuple(names)
+    return entries
 
 
 def _check_keys(data: Mapping[str, Any], allowed: tuple[str, ...], path: str) -> None:

@@ -92,6 +92,7 @@ class RayExecutor:
         self.ray = require_ray()
         self.address = address or "auto"
         self.machines = machines
+        self.prices: dict[str, float] = {}  # kind -> price per hour, from the recipe
         self._pending: dict[Any, tuple[int, RunSpec, int]] = {}
         probe(self.address)  # ray.init retries an unreachable address for minutes
         try:
@@ -122,6 +123,7 @@ class RayExecutor:
         live node offers is bad input (nothing is written): Ray would queue it forever."""
         kinds = by_kind(self.nodes())
         machines = recipe.machines or self.machines or tuple(sorted(kinds))
+        self.prices = dict(recipe.machine_prices)
         if not machines:
             raise UsageError(f"no node of the Ray cluster at {self.address} offers a machine "
                              "kind: start each measuring node with ray start --resources "
@@ -205,7 +207,10 @@ class RayExecutor:
                                             f"{spec.machine} node: {type(cause).__name__}: "
                                             f"{one_line(cause)}"), 0.0, None)
         result = RunResult.from_dict(payload["result"])
-        result.details.setdefault("placement", {})["attempt"] = attempt
+        placed = result.details.setdefault("placement", {})
+        placed["attempt"] = attempt
+        if spec.machine in self.prices:  # the recipe's price: the fleet report's cost
+            placed["price_per_hour"] = self.prices[spec.machine]
         path = None
         if payload.get("log"):
             logs.mkdir(parents=True, exist_ok=True)

@@ -185,6 +185,8 @@ class Recipe:
     # Every configuration on every listed machine kind (an executor's); () with `local`.
     machines: tuple[str, ...] = ()
     executor: ExecutorSpec = field(default_factory=ExecutorSpec)
+    # (kind, price per hour) for the kinds the recipe prices: the fleet report's cost
+    machine_prices: tuple[tuple[str, float], ...] = ()
 
     def expand(self, device: str) -> list[RunSpec]:
         """One RunSpec per backend x variant x batch size (serving: x batching policy x
@@ -230,7 +232,9 @@ class Recipe:
         if self.executor.kind != "local":
             data["executor"] = {k: v for k, v in asdict(self.executor).items() if v is not None}
         if self.machines:
-            data["machines"] = list(self.machines)
+            prices = dict(self.machine_prices)
+            data["machines"] = [{"name": m, "price_per_hour": prices[m]} if m in prices else m
+                                for m in self.machines]
         return yaml.safe_dump(data, sort_keys=False)
 
     def _scenario_yaml(self) -> dict[str, Any]:

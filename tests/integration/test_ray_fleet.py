@@ -101,7 +101,8 @@ def test_every_ray_address_is_on_loopback(cluster):
 
 
 def test_a_sweep_across_two_kinds_has_local_keys_once_per_kind(cluster, tmp_path):
-    r = recipe(["fake", {"fake": {"latency_s": 0.002, "wait": "sleep"}}], machines=["a", "b"])
+    r = recipe(["fake", {"fake": {"latency_s": 0.002, "wait": "sleep"}}],
+               machines=[{"name": "a", "price_per_hour": 2.0}, "b"])
     local_keys = sorted(s.key() for s in Runner(tmp_path / "local").plan(r))
     Runner(tmp_path, executor=RayExecutor(cluster.address)).run(r)
     stored = runs(tmp_path)
@@ -131,6 +132,60 @@ def test_a_sweep_across_two_kinds_has_local_keys_once_per_kind(cluster, tmp_path
     assert run_label(rec.best).endswith(f"(cpu on {rec.best['env_label']})")
     text = render([tmp_path], html=False).markdown.read_text()
     assert "| machine |" in text and run_label(rec.best) in text
+
+    # the fleet report: a's price from the recipe, b's from the report; cost per million
+    # is the electricity plus the machine's hour over the throughput
+    priced = {r["machine"] + r["backend"] + str(r["latency_p50_s"] > 1e-3): r
+              for r in summary_rows(tmp_path, price_per_kwh=0.3, price_per_hour={"b": 0.5})}
+    for row in priced.values():
+        assert row["price_per_hour"] == {"a": 2.0, "b": 0.5}[row["machine"]]
+        assert row["cost_machine_per_million"] == pytest.approx(
+            row["price_per_hour"] * 1e6 / 3600 / row["throughput_per_s"])
+        assert row["cost_per_million"] == pytest.approx(
+            row["cost_machine_per_million"] + row["energy_per_sample_j"] * 1e6 / 3.6e6 * 0.3)
+    report = render([tmp_path], price_per_kwh=0.3, machine_prices={"b": 0.5})
+    text = report.markdown.read_text()
+    assert "### fake-mlp: machines side by side" in text
+    assert "| machine | price/h | chosen on it |" in text
+    assert "| a | 2 |" in text and "| b | 0.5 |" in text
+    assert "cheapest per million images: " in text and "least energy per image: " in text
+    assert "other processes used at most" in text
+    assert any(p.name.endswith("-fleet.png") for p in report.figures)
+    assert '"bars":' in report.html.read_text()
+
+    from typer.testing import CliRunner
+
+    from optbench.cli import app
+
+    said = CliRunner().invoke(app, ["recommend", "--out", str(tmp_path), "--price-per-kwh",
+                                    "0.3", "--price-per-hour", "b=0.5"])
+    assert said.exit_code == 0, said.output
+    assert "machines side by side:" in said.output
+    assert "cheapest per million images: " in said.output
+
+
+def test_serving_on_two_kinds_is_compared_at_the_asked_rate(cluster, tmp_path):
+    r = parse_recipe({
+        "name": "fleet-serving", "model": "fake-mlp",
+        "backends": [{"fake": {"latency_s": 0.005, "wait": "sleep"}}],
+        "workload": {"eval_samples": 32}, "measure": {"preset": "smoke", "timeout_s": 120},
+        "scenario": {"kind": "server", "rates_per_s": [20], "duration_s": 1,
+                     "batching": {"max_batch": 1}},
+        "executor": {"kind": "ray"}, "machines": [{"name": "a", "price_per_hour": 0.72}, "b"]})
+    Runner(tmp_path, executor=RayExecutor(cluster.address)).run(r)
+    assert [x.result.status for x in runs(tmp_path)] == ["ok", "ok"]
+
+    from optbench.report.recommend import Constraints
+    from optbench.report.render import render
+
+    report = render([tmp_path], price_per_kwh=0.3, machine_prices={"b": 3.6}, html=False,
+                    constraints=Constraints(rate_per_s=20))
+    text = report.markdown.read_text()
+    assert "| machine | price/h | chosen at 20 req/s |" in text
+    # the machine's hour over 20 requests a second: 0.72 -> 10, 3.6 -> 50 per million
+    assert "+ 10 machine)" in text and "+ 50 machine)" in text
+    assert "least energy per request at 20 req/s: " in text
+    assert "cheapest per million requests at 20 req/s: a " in text
 
 
 def assert_exclusive(stored):

@@ -41,7 +41,9 @@ EXPORTED = (
     # issue 15: quality uncertainty, paired significance, validity
     "quality_ci95_low", "quality_ci95_high", "quality_ci_method", "quality_samples",
     "quality_delta", "quality_delta_p_value", "quality_test", "quality_tied",
-    "quality_samples_to_resolve", "validity", "machine", "node",
+    "quality_samples_to_resolve", "validity", "machine", "node", "price_per_hour",
+    "cost_per_million", "cost_energy_per_million", "cost_machine_per_million",
+    "cost_per_million_low", "cost_per_million_high", "foreign_cpu_max_cores",
 )
 
 
@@ -57,7 +59,7 @@ def row(run_id, variant, quality, energy_mj, machine, **extra):
         "ttft_p50_s": 0.003, "tpot_p50_s": 0.001, "requests_per_s": 4.0,
         "energy_gpu_per_sample_j": energy_mj / 2e3, "energy_cpu_per_sample_j": energy_mj / 2e3,
         "energy_method": "measured-counter", "co2_g_per_1000": 0.5, "cost_per_1000": 0.01,
-        "validity": "ok",
+        "cost_per_million": 1.5, "validity": "ok",
     }
     return {**base, **extra}
 
@@ -107,7 +109,8 @@ def test_mlflow_names_come_from_the_catalogue():
         "latency_device_p50_s", "throughput_per_s", "energy_per_sample_j",
         "energy_per_sample_ci95_j", "energy_gpu_per_sample_j", "energy_cpu_per_sample_j",
         "idle_power_w", "net_energy_per_sample_j", "energy_per_1000_wh", "co2_g_per_1000",
-        "cost_per_1000", "quality_ci95_low", "quality_ci95_high", "quality_delta_p_value"}
+        "cost_per_1000", "quality_ci95_low", "quality_ci95_high", "quality_delta_p_value",
+        "cost_per_million"}
     assert set(mlflow.PARAMS) == {"model", "backend", "variant", "batch_size", "device",
                                   "quality_metric", "precision_path", "weights", "recipe",
                                   "energy_method", "energy_channels", "machine"}
@@ -115,10 +118,11 @@ def test_mlflow_names_come_from_the_catalogue():
 
 def test_plots_axes_and_objectives_lead_with_energy():
     assert [c.plot for c in columns.PLOTTED] == [
-        "energy", "latency_p50", "latency_p99", "throughput", "ttft", "tpot"]
+        "energy", "latency_p50", "latency_p99", "throughput", "ttft", "tpot", "cost"]
     assert list(AXES) == [c.key for c in columns.PLOTTED]
     assert [c.axis for c in columns.PLOTTED][:2] == ["energy per {unit} (mJ)", "latency p50 (ms)"]
-    assert list(OBJECTIVES) == ["energy", "latency", "throughput", "co2", "ttft", "tpot"]
+    assert list(OBJECTIVES) == ["energy", "latency", "throughput", "co2", "ttft", "tpot",
+                                "cost"]
     assert OBJECTIVES["co2"] == ("co2_g_per_1000", "min", "gCO2e per 1,000 {unit}s")
     assert all(c.sense for c in COLUMNS if c.plot or c.objective)
 
@@ -146,11 +150,12 @@ def test_cells_escape_their_own_way(group):
 
 def test_conditional_columns_hide_when_no_row_has_them(group):
     for r in group.rows:
-        for key in ("env_label", "ttft_p50_s", "energy_gpu_per_sample_j", "cost_per_1000"):
+        for key in ("env_label", "ttft_p50_s", "energy_gpu_per_sample_j", "cost_per_1000",
+                    "cost_per_million"):
             r[key] = None
     heads = html_rows(html_table(group))[0]
     for hidden in ("machine", "TTFT p50 ms", "TPOT p50 ms", "requests/s", "GPU mJ", "CPU mJ",
-                   "cost/1k"):
+                   "cost/1k", "cost/1M tokens"):
         assert hidden not in heads
     assert "F = " not in columns.fronts_legend(group)
 
