@@ -12,6 +12,7 @@ that rate, idle gaps included. A figure whose price was not given is empty, neve
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -133,10 +134,13 @@ def cost_text(row: Row) -> str:
 
 
 def costs_overlap(a: Row, b: Row) -> bool:
+    """Whether two costs' 95% ranges overlap. A range without a top (the throughput's
+    interval reaches zero) is open upwards."""
     lows = (a.get("cost_per_million_low"), b.get("cost_per_million_low"))
-    highs = (a.get("cost_per_million_high"), b.get("cost_per_million_high"))
-    if None in lows or None in highs:
+    if None in lows:
         return False
+    highs = [math.inf if r.get("cost_per_million_high") is None else r["cost_per_million_high"]
+             for r in (a, b)]
     return lows[0] <= highs[1] and lows[1] <= highs[0]  # type: ignore[operator]
 
 

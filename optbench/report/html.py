@@ -181,6 +181,7 @@ SCRIPT = """
   function bars(p){
     return {id: p.id, gl: 0, draw: function(){
       Plotly.newPlot(p.id, [{x:p.x, y:p.y, text:p.text, hoverinfo:'text', type:'bar',
+        textposition:'none',
         marker:{color:p.colors}, error_y:{type:'data', symmetric:false, array:p.up,
         arrayminus:p.down, visible:true}}],
         {title:{text:p.title}, yaxis:{title:{text:p.ylabel}}, margin:{t:40,r:10,b:90,l:60}},

@@ -172,3 +172,18 @@ def test_a_bad_price_per_hour_is_one_line_and_exit_2(tmp_path):
     assert result.exit_code == 2
     assert "--price-per-hour takes KIND=PRICE" in result.output
     assert not (tmp_path / "none").exists()
+
+
+def test_a_cost_range_without_a_top_overlaps_any_cost_above_its_bottom():
+    from optbench.report.fleet import costs_overlap
+
+    wide = row(1, "a", "ort", 1.0, 100.0)
+    wide["throughput_ci95_per_s"] = 150.0  # the throughput's interval reaches zero
+    near, far = row(2, "b", "ort", 1.0, 200.0), row(3, "b", "ort", 1.0, 400.0)
+    near["throughput_ci95_per_s"] = far["throughput_ci95_per_s"] = 1.0
+    add_costs([wide, near, far], [], {"a": 3.6, "b": 3.6})
+    # wide: 10 per million, at least 3.6e6 / 3600 / 250 = 4, no top; near 5, far 2.5
+    assert wide["cost_per_million_high"] is None
+    assert wide["cost_per_million_low"] == pytest.approx(4.0, rel=1e-3)
+    assert costs_overlap(wide, near) and costs_overlap(near, wide)
+    assert not costs_overlap(wide, far)
