@@ -13,5 +13,10 @@ BACKENDS.register("trt", "optbench.backends.trt:TensorRtBackend", aliases=("tens
                   summary="NVIDIA TensorRT (GPU)")
 BACKENDS.register("vllm", "optbench.backends.vllm:VllmBackend",
                   summary="vLLM offline LLM engine (GPU, LLM workloads)")
+BACKENDS.register("sklearn", "optbench.backends.sklearn:SklearnBackend",
+                  aliases=("scikit-learn", "lightgbm"),
+                  summary="classic models: the library's own predict_proba (the baseline)")
+BACKENDS.register("numba", "optbench.backends.numba_backend:NumbaBackend",
+                  summary="classic models as numba @njit kernels (linear, trees, kNN)")
 BACKENDS.register("fake", "optbench.testing.backend:FakeBackend", hidden=True,
                   summary="numpy test backend with injectable latency and faults")

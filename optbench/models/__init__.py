@@ -197,9 +197,13 @@ def default_workload(ref: str) -> str:
     return "vision"
 
 
-def build_model(ref: str, weights: str | None, cache: Path) -> Any:
-    """Build the ModelArtifact for `ref` (imports the builder's heavy libraries)."""
+def build_model(ref: str, weights: str | None, cache: Path,
+                trainer: Any = None) -> Any:
+    """Build the ModelArtifact for `ref` (imports the builder's heavy libraries). A builder
+    that trains its model here takes `trainer` (models/classic.py `Trainer`: the run's
+    meters around the training), so what training costs is measured like a transform's."""
     import importlib
+    import inspect
 
     resolved = resolve_model(ref)
     if resolved.kind == "onnx":
@@ -225,4 +229,5 @@ def build_model(ref: str, weights: str | None, cache: Path) -> Any:
     assert card is not None
     module_name, _, func = card.builder.partition(":")
     builder = getattr(importlib.import_module(module_name), func)
-    return builder(card, weights=weights, cache=cache)
+    extra = {"trainer": trainer} if "trainer" in inspect.signature(builder).parameters else {}
+    return builder(card, weights=weights, cache=cache, **extra)

@@ -292,6 +292,9 @@ def add_break_even(rows: list[dict[str, Any]]) -> None:
         row["break_even_samples"], row["break_even_note"] = None, None
         if row["status"] != "ok" or not row.get("training"):
             continue
+        if not row.get("lineage"):  # a model trained by its builder is its own reference
+            row["break_even_note"] = "the base model: trained to exist, nothing to repay"
+            continue
         ref = reference_for(row, rows)
         spent, energy = row.get("training_energy_j"), row.get("energy_per_sample_j")
         if ref is None:

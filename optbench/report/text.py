@@ -147,7 +147,9 @@ def failed_cells(row: dict[str, Any]) -> list[str]:
 
 
 def shows_making(rows: list[dict[str, Any]]) -> bool:
-    return any(r.get("lineage") for r in rows)
+    """Whether some model was transformed or trained here (a classic model is fitted by
+    its builder: its training energy is what it cost to make)."""
+    return any(r.get("lineage") or r.get("training") for r in rows)
 
 
 def mentions_unstructured(rows: list[dict[str, Any]]) -> bool:

@@ -49,7 +49,7 @@ from optbench.run.protocol import (
 from optbench.run.recipe import RunSpec
 from optbench.transforms import TRANSFORMS
 from optbench.transforms.base import TransformContext
-from optbench.transforms.training import facts
+from optbench.transforms.training import facts, metered
 from optbench.workloads import WORKLOADS
 from optbench.workloads.base import Workload
 
@@ -120,7 +120,8 @@ def build_workload(run: Run) -> None:
     """The base model (with its parameter and MAC facts) and the workload that judges it."""
     spec = run.spec
     with run.timed("build_s", "building model"):
-        base = build_model(spec.model.ref, spec.model.weights, run.cache)
+        base = build_model(spec.model.ref, spec.model.weights, run.cache,
+                           trainer=metered(run.meters))
         card = resolve_model(spec.model.ref).card
         if base.format == "torch" and not {"macs", "macs_note"} & set(base.info):
             base = replace(base, info={**base.info, **facts(base.module, base.input_shape,

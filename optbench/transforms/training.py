@@ -107,6 +107,20 @@ class MeteredSession:
         return record
 
 
+def metered(meters: Callable[[], list[Any]]
+            ) -> Callable[[str, Callable[[], Any]], tuple[Any, dict[str, Any]]]:
+    """A trainer for model builders that train (models/classic.py): `work()` under fresh
+    meters, returning its result and the TrainingRecord as a dict."""
+    def run(transform: str, work: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:
+        record = TrainingRecord(transform, steps=1, epochs_completed=1.0)
+        with MeteredSession(meters()) as session:
+            result = work()
+            session.fill(record)
+        return result, record.to_dict()
+
+    return run
+
+
 def train(module: Any, x: np.ndarray, y: np.ndarray, loss_fn: Callable[..., Any], *,
           epochs: float, batch_size: int, lr: float, seed: int, session: MeteredSession,
           budget_j: float | None, record: TrainingRecord, check_every: int = 20) -> None:

@@ -22,6 +22,8 @@ SETTINGS = {
     "openvino": {"artifact": "torch", "precisions": ["fp32", "bf16", "int8"]},
     "trt": {"artifact": "torch", "precisions": ["fp32", "fp16", "int8"], "device": "cuda"},
     "vllm": {"artifact": None, "precisions": []},
+    "sklearn": {"artifact": "sklearn", "precisions": ["fp32"]},
+    "numba": {"artifact": "sklearn", "precisions": ["fp32"]},
 }
 
 
@@ -43,7 +45,21 @@ def numpy_artifact() -> ModelArtifact:
                          reference_backend="fake")
 
 
+def sklearn_artifact() -> ModelArtifact:
+    pytest.importorskip("sklearn")
+    from sklearn.ensemble import RandomForestClassifier
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 3 * 16 * 16)).astype(np.float32)
+    y = (x[:, :10].sum(1) > 0).astype(int) + (x[:, 10:20].sum(1) > 0)
+    model = RandomForestClassifier(n_estimators=5, max_depth=4, random_state=0).fit(x, y)
+    return ModelArtifact("forest", "sklearn", (3, 16, 16), 3, module=model, digest="rf-v1",
+                         reference_backend="sklearn", info={"family": "forest"})
+
+
 def reference(artifact: ModelArtifact, x: np.ndarray) -> np.ndarray:
+    if artifact.format == "sklearn":
+        return artifact.module.predict_proba(x.reshape(len(x), -1))
     if artifact.format == "numpy":
         h = np.maximum(x.reshape(len(x), -1) @ artifact.module[0], 0)
         return h @ artifact.module[1]
@@ -95,7 +111,8 @@ def test_load_infer_matches_reference(name, tmp_path):
     available = cls.availability()
     if not available:
         pytest.skip(f"{name}: {available.reason}")
-    base = numpy_artifact() if settings["artifact"] == "numpy" else tiny_torch_artifact()
+    base = {"numpy": numpy_artifact, "sklearn": sklearn_artifact}.get(
+        settings["artifact"], tiny_torch_artifact)()
     x = np.random.default_rng(1).standard_normal((4, *base.input_shape)).astype(np.float32)
     calibration = [x[i:i + 1] for i in range(4)] * 8
     expected = reference(base, x)

@@ -1,0 +1,36 @@
+"""A classic model through the whole sweep: fitted under the meters, run by scikit-learn's
+own predict_proba and by numba's kernels, ORT refusing it with the reason, agreement with
+the library reported, and training energy in the export."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from optbench.cli import app
+
+pytest.importorskip("sklearn")
+pytest.importorskip("numba")
+
+
+def test_compare_mnist_forest_on_sklearn_numba_and_ort(tmp_path):
+    cli = CliRunner()
+    out = tmp_path / "out"
+    result = cli.invoke(app, ["compare", "--model", "mnist-forest", "--backends",
+                              "sklearn,numba,ort", "--preset", "smoke", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "agrees with sklearn 1.0000" in result.output
+    rows = {r["backend"]: r for r in json.loads(
+        cli.invoke(app, ["export", "--format", "json", "--out", str(out)]).output)}
+    assert rows["sklearn"]["status"] == rows["numba"]["status"] == "ok"
+    assert rows["ort"]["status"] == "skipped"
+    assert "ort cannot load a sklearn model" in rows["ort"]["reason"]
+    for name in ("sklearn", "numba"):
+        row = rows[name]
+        assert row["metrics"]["top1_agreement"] == 1.0  # every eval digit, as sklearn says
+        assert row["quality_metric"] == "top1" and row["quality_value"] > 0.8
+        assert row["training_energy_j"] > 0 and row["training_energy_method"]
+        assert row["parameters"] > 0
+    report = (out / "compare-mnist-forest" / "report.md").read_text()
+    assert "What each model is and what it cost to make" in report
+    assert "the base model: trained to exist" in report

@@ -1,0 +1,133 @@
+"""Classic-ML models: the numba kernels against the libraries' own predict_proba on random
+inputs (argmax exactly, probabilities closely), the backends' describe and refusals, and
+a card fitted under meters with its training record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+pytest.importorskip("numba")
+
+from optbench.backends import BACKENDS  # noqa: E402
+from optbench.backends.base import LoadContext  # noqa: E402
+from optbench.errors import Unavailable  # noqa: E402
+from optbench.models.classic import make_estimator  # noqa: E402
+
+RNG = np.random.default_rng(0)
+
+
+def data(classes, n=300, d=12):
+    x = RNG.normal(size=(n, d)).astype(np.float32)
+    y = (x[:, 0] * 2 + x[:, 1] - x[:, 2] * x[:, 3] > 0).astype(int) if classes == 2 else (
+        np.digitize(x[:, 0] + 0.5 * x[:, 1], np.linspace(-1.5, 1.5, classes - 1)))
+    return x, y
+
+
+def kernel_outputs(model, x):
+    from optbench.backends.numba_kernels import compile_model
+
+    return compile_model(model)(x)
+
+
+ESTIMATORS = [
+    ("logreg", {"max_iter": 500}),
+    ("forest", {"n_estimators": 20, "max_depth": 8}),
+    ("gbt", {"n_estimators": 15, "num_leaves": 7}),
+    ("knn", {"n_neighbors": 5, "algorithm": "brute"}),
+]
+
+
+@pytest.mark.parametrize("classes", [2, 4])
+@pytest.mark.parametrize("family,params", ESTIMATORS, ids=[e[0] for e in ESTIMATORS])
+def test_kernels_agree_with_the_library_on_random_inputs(family, params, classes):
+    if family == "gbt":
+        pytest.importorskip("lightgbm")
+    x, y = data(classes)
+    model = make_estimator(family, params).fit(x, y)
+    test = RNG.normal(size=(200, x.shape[1])).astype(np.float32)
+    ours, theirs = kernel_outputs(model, test), model.predict_proba(test)
+    assert ours.shape == theirs.shape == (200, classes)
+    assert (ours.argmax(1) == theirs.argmax(1)).all()
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+def test_lightgbm_missing_values_take_the_default_branch_as_lightgbm_does():
+    pytest.importorskip("lightgbm")
+    x, y = data(3)
+    x[RNG.random(x.shape) < 0.15] = np.nan  # NaN missing type
+    x[RNG.random(x.shape) < 0.15] = 0.0
+    model = make_estimator("gbt", {"n_estimators": 15, "num_leaves": 7}).fit(x, y)
+    test = RNG.normal(size=(300, x.shape[1])).astype(np.float32)
+    test[RNG.random(test.shape) < 0.2] = np.nan
+    test[RNG.random(test.shape) < 0.2] = 0.0
+    np.testing.assert_allclose(kernel_outputs(model, test), model.predict_proba(test),
+                               atol=1e-9)
+
+
+def test_a_model_without_a_kernel_is_unavailable_with_the_reason():
+    from sklearn.svm import SVC
+
+    from optbench.backends.numba_kernels import compile_model
+
+    x, y = data(2)
+    with pytest.raises(Unavailable, match="no numba kernel for SVC"):
+        compile_model(SVC().fit(x, y))
+    weighted = make_estimator("knn", {"weights": "distance"}).fit(x, y)
+    with pytest.raises(Unavailable, match="uniform-weight Euclidean"):
+        compile_model(weighted)
+
+
+def test_backends_refuse_other_formats_and_say_what_they_accept():
+    for name in ("sklearn", "numba"):
+        cls = BACKENDS.get(name)
+        assert cls.availability()
+        refusal = cls.supports("torch", "fp32", "cpu")
+        assert not refusal and "accepts: sklearn" in refusal.reason
+        assert not cls.supports("sklearn", "int8", "cpu")
+        assert not cls.device_support("cuda")
+    ort = BACKENDS.get("ort").supports("sklearn", "fp32", "cpu")
+    assert not ort and "cannot load a sklearn model" in ort.reason
+
+
+def test_availability_names_the_extra(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "numba" else real(name, *a))
+    why = BACKENDS.get("numba").availability()
+    assert not why and "pip install 'optbench[classic]'" in why.reason
+
+
+def test_a_card_is_fitted_under_the_meters_once_then_cached(tmp_path):
+    from optbench.meters.base import MeterContext
+    from optbench.meters.select import select_meters
+    from optbench.models import build_model
+    from optbench.transforms.training import metered
+
+    def meters():
+        return select_meters(("auto",), MeterContext(device="cpu"), True)
+
+    first = build_model("mnist-forest", None, tmp_path, trainer=metered(meters))
+    (record,) = first.info["training"]
+    assert record["transform"] == "fit forest" and not record["cached"]
+    assert record["energy_j"] and record["energy_method"] != "unavailable"
+    assert record["seconds"] > 0 and first.format == "sklearn"
+    assert first.info["trees"] == 100 and first.reference_backend == "sklearn"
+    again = build_model("mnist-forest", None, tmp_path, trainer=metered(meters))
+    assert again.info["training"][0]["cached"] and again.digest == first.digest
+    assert again.info["training"][0]["energy_j"] == record["energy_j"]  # what it cost to make
+
+    ctx = LoadContext(Path(tmp_path) / "backends", 4)
+    numba = BACKENDS.get("numba")(None, "cpu")
+    numba.load(again, ctx)
+    described = numba.describe()
+    assert described["kernel"] == "forest" and described["model_bytes"] > 0
+    assert described["version"].startswith("numba ")
+    sk = BACKENDS.get("sklearn")(None, "cpu")
+    sk.load(again, ctx)
+    assert sk.describe()["estimator"] == "RandomForestClassifier"
