@@ -17,14 +17,8 @@ from typing import Any
 import numpy as np
 
 from optbench.artifact import ModelArtifact
-from optbench.backends.base import (
-    Availability,
-    Backend,
-    BackendConfig,
-    LoadContext,
-    module_availability,
-)
-from optbench.models.classic import CLASSIC, flat
+from optbench.backends.base import Availability, BackendConfig, LoadContext, module_availability
+from optbench.backends.classic_base import ClassicBackend
 
 
 @dataclass(frozen=True)
@@ -32,11 +26,9 @@ class NumbaConfig(BackendConfig):
     pass
 
 
-class NumbaBackend(Backend):
+class NumbaBackend(ClassicBackend):
     name = "numba"
     Config = NumbaConfig
-    formats = (CLASSIC,)
-    precisions = {"cpu": ("fp32",)}
 
     @classmethod
     def availability(cls) -> Availability:
@@ -52,9 +44,6 @@ class NumbaBackend(Backend):
         self.compiled(np.zeros((max(1, ctx.batch_size), int(np.prod(artifact.input_shape))),
                                dtype=np.float32))
         self.compile_s = round(time.perf_counter() - start, 3)
-
-    def prepare(self, batch: np.ndarray) -> Any:
-        return flat(batch)
 
     def infer(self, inputs: Any) -> Any:
         return self.compiled(inputs)

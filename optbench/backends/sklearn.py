@@ -8,17 +8,10 @@ import pickle
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from optbench.artifact import ModelArtifact
-from optbench.backends.base import (
-    Availability,
-    Backend,
-    BackendConfig,
-    LoadContext,
-    module_availability,
-)
-from optbench.models.classic import CLASSIC, flat, library_version
+from optbench.backends.base import Availability, BackendConfig, LoadContext, module_availability
+from optbench.backends.classic_base import ClassicBackend
+from optbench.models.classic import library_version
 
 
 @dataclass(frozen=True)
@@ -26,11 +19,9 @@ class SklearnConfig(BackendConfig):
     pass
 
 
-class SklearnBackend(Backend):
+class SklearnBackend(ClassicBackend):
     name = "sklearn"
     Config = SklearnConfig
-    formats = (CLASSIC,)
-    precisions = {"cpu": ("fp32",)}
 
     @classmethod
     def availability(cls) -> Availability:
@@ -40,9 +31,6 @@ class SklearnBackend(Backend):
         self.model = artifact.module
         self.family = artifact.info.get("family", "?")
         self.model_bytes = len(pickle.dumps(self.model))
-
-    def prepare(self, batch: np.ndarray) -> Any:
-        return flat(batch)
 
     def infer(self, inputs: Any) -> Any:
         return self.model.predict_proba(inputs)
