@@ -12,6 +12,8 @@ PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 # The format of a Hugging Face causal language model (a directory at `path`): backends turn
 # it into a text generator through their `lm_loader`, every other format through `load`.
 HF_CAUSAL_LM = "hf-causal-lm"
+# A fitted classic-ML estimator with scikit-learn's API in `module` (models/classic.py).
+CLASSIC = "sklearn"
 
 
 @dataclass(frozen=True)

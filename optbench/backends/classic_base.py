@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from optbench.artifact import CLASSIC
 from optbench.backends.base import Backend
-from optbench.models.classic import CLASSIC, flat
+from optbench.models.classic import flat
 
 
 class ClassicBackend(Backend):

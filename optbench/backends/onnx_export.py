@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from optbench.artifact import ModelArtifact
+from optbench.artifact import CLASSIC, ModelArtifact
 from optbench.cache import atomic_path
 from optbench.models.torchnet import eval_mode
 
@@ -27,6 +27,10 @@ def onnx_file(artifact: ModelArtifact, cache_dir: Path, dtype: str = "fp32") -> 
     if artifact.format == "onnx":
         assert artifact.path is not None
         return Path(artifact.path)
+    if artifact.format == CLASSIC:
+        from optbench.backends.classic_onnx import classic_onnx_file
+
+        return classic_onnx_file(artifact, cache_dir)
     suffix = "" if dtype == "fp32" else f"-{dtype}"
     path = cache_dir / "onnx" / f"{artifact.digest}{suffix}.onnx"
     if path.is_file():

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from optbench.artifact import HF_CAUSAL_LM, ModelArtifact
+from optbench.artifact import CLASSIC, HF_CAUSAL_LM, ModelArtifact
 from optbench.backends.base import (
     Availability,
     Backend,
@@ -59,6 +59,16 @@ def ir_file(artifact: ModelArtifact, cache_dir: Path) -> Path:
         return path
     if artifact.format == "onnx":
         model = ov.convert_model(artifact.path)
+    elif artifact.format == CLASSIC:
+        from optbench.backends.classic_onnx import unconverted
+        from optbench.backends.onnx_export import onnx_file
+
+        source = onnx_file(artifact, cache_dir)
+        try:
+            model = ov.convert_model(str(source))
+        except Exception as exc:  # noqa: BLE001 - OpenVINO's refusal is the run's reason
+            raise Unavailable(f"OpenVINO cannot read {artifact.name}'s ONNX graph "
+                              f"({unconverted(exc)})") from None
     elif artifact.quantization or is_exported(artifact.module):
         # A QAT model goes through its Q/DQ ONNX export (OpenVINO reads Q/DQ as int8); so do
         # other exported-program modules, which OpenVINO's TorchScript tracing cannot take.
@@ -92,7 +102,7 @@ class OpenVinoBackend(Backend):
     name = "openvino"
     Config = OpenVinoConfig
     weight_only_bits = (8, 4)  # language models: the woq transform's options
-    formats = ("torch", "onnx", HF_CAUSAL_LM)
+    formats = ("torch", "onnx", CLASSIC, HF_CAUSAL_LM)
     lm_loader = staticmethod(openvino_lm.load)
     precisions = {"cpu": ("fp32", "bf16", "int8")}
     runs_qdq_int8 = True

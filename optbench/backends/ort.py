@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from optbench.artifact import HF_CAUSAL_LM, ModelArtifact
+from optbench.artifact import CLASSIC, HF_CAUSAL_LM, ModelArtifact
 from optbench.backends.base import (
     Availability,
     Backend,
@@ -83,7 +83,7 @@ class OrtBackend(Backend):
     name = "ort"
     Config = OrtConfig
     weight_only_bits = (8, 4)  # language models: the woq transform's options
-    formats = ("torch", "onnx", HF_CAUSAL_LM)
+    formats = ("torch", "onnx", CLASSIC, HF_CAUSAL_LM)
     lm_loader = staticmethod(ort_lm.load)
     precisions = {"cpu": ("fp32", "int8"), "cuda": ("fp32", "fp16", "int8")}
     runs_qdq_int8 = True

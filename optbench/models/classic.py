@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from optbench.artifact import ModelArtifact
+from optbench.artifact import CLASSIC, ModelArtifact
 from optbench.cache import atomic_path
 from optbench.errors import RecipeError, Unavailable
 from optbench.models import ModelCard
@@ -34,7 +34,6 @@ Trainer = Callable[[str, Callable[[], Any]], tuple[Any, dict[str, Any]]]
 
 log = logging.getLogger(__name__)
 
-CLASSIC = "sklearn"  # the artifact format of a fitted scikit-learn-API estimator
 FAMILIES = ("logreg", "forest", "gbt", "knn")
 SEED = 0
 

@@ -1,6 +1,7 @@
 """A classic model through the whole sweep: fitted under the meters, run by scikit-learn's
-own predict_proba and by numba's kernels, ORT refusing it with the reason, agreement with
-the library reported, and training energy in the export."""
+own predict_proba, numba's kernels and ONNX Runtime (via skl2onnx), OpenVINO refusing its
+ONNX-ML operators with the reason, agreement with the library reported, and training
+energy in the export."""
 
 import json
 
@@ -13,19 +14,20 @@ pytest.importorskip("sklearn")
 pytest.importorskip("numba")
 
 
-def test_compare_mnist_forest_on_sklearn_numba_and_ort(tmp_path):
+def test_compare_mnist_forest_on_sklearn_numba_ort_and_openvino(tmp_path):
     cli = CliRunner()
     out = tmp_path / "out"
     result = cli.invoke(app, ["compare", "--model", "mnist-forest", "--backends",
-                              "sklearn,numba,ort", "--preset", "smoke", "--out", str(out)])
+                              "sklearn,numba,ort,openvino", "--preset", "smoke", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "agrees with sklearn 1.0000" in result.output
     rows = {r["backend"]: r for r in json.loads(
         cli.invoke(app, ["export", "--format", "json", "--out", str(out)]).output)}
     assert rows["sklearn"]["status"] == rows["numba"]["status"] == "ok"
-    assert rows["ort"]["status"] == "skipped"
-    assert "ort cannot load a sklearn model" in rows["ort"]["reason"]
-    for name in ("sklearn", "numba"):
+    assert rows["openvino"]["status"] == "skipped"
+    assert "OpenVINO cannot read mnist-forest's ONNX graph" in rows["openvino"]["reason"]
+    assert "ai.onnx.ml" in rows["openvino"]["reason"]
+    for name in ("sklearn", "numba", "ort"):
         row = rows[name]
         assert row["metrics"]["top1_agreement"] == 1.0  # every eval digit, as sklearn says
         assert row["quality_metric"] == "top1" and row["quality_value"] > 0.8

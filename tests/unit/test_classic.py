@@ -89,8 +89,31 @@ def test_backends_refuse_other_formats_and_say_what_they_accept():
         assert not refusal and "accepts: sklearn" in refusal.reason
         assert not cls.supports("sklearn", "int8", "cpu")
         assert not cls.device_support("cuda")
-    ort = BACKENDS.get("ort").supports("sklearn", "fp32", "cpu")
-    assert not ort and "cannot load a sklearn model" in ort.reason
+    torch = BACKENDS.get("torch").supports("sklearn", "fp32", "cpu")
+    assert not torch and "cannot load a sklearn model" in torch.reason
+    assert BACKENDS.get("ort").supports("sklearn", "fp32", "cpu")  # through skl2onnx
+
+
+def test_the_onnx_form_takes_images_and_gives_probabilities_only(tmp_path):
+    pytest.importorskip("skl2onnx")
+    import dataclasses
+
+    import onnxruntime as ort
+
+    from optbench.artifact import ModelArtifact
+    from optbench.backends.classic_onnx import classic_onnx_file
+
+    x, y = data(3, d=16)
+    model = make_estimator("forest", {"n_estimators": 5}).fit(x, y)
+    artifact = ModelArtifact("f", "sklearn", (1, 4, 4), 3, module=model, digest="f1")
+    path = classic_onnx_file(artifact, tmp_path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["probabilities"]
+    images = RNG.normal(size=(7, 1, 4, 4)).astype(np.float32)
+    out = session.run(None, {session.get_inputs()[0].name: images})[0]
+    np.testing.assert_allclose(out, model.predict_proba(images.reshape(7, -1)), atol=1e-6)
+    with pytest.raises(Unavailable, match="fp32 only"):
+        classic_onnx_file(dataclasses.replace(artifact, precision="int8"), tmp_path)
 
 
 def test_availability_names_the_extra(monkeypatch):
