@@ -18,5 +18,8 @@ BACKENDS.register("sklearn", "optbench.backends.sklearn:SklearnBackend",
                   summary="classic models: the library's own predict_proba (the baseline)")
 BACKENDS.register("numba", "optbench.backends.numba_backend:NumbaBackend",
                   summary="classic models as numba @njit kernels (linear, trees, kNN)")
+BACKENDS.register("treelite", "optbench.backends.treelite_backend:TreeliteBackend",
+                  aliases=("tl2cgen",),
+                  summary="tree ensembles compiled to a shared library by treelite + TL2cgen")
 BACKENDS.register("fake", "optbench.testing.backend:FakeBackend", hidden=True,
                   summary="numpy test backend with injectable latency and faults")

@@ -283,8 +283,9 @@ class SweepProgress:
             p50 = percentile(result.latencies_s, 50) * 1e3 if result.latencies_s else None
             detail = f"{result.quality_metric}={quality:.4f}" if quality is not None else ""
             agreement = metrics.get("top1_agreement")
-            if agreement is not None and result.quality_metric != "top1_agreement":
-                reference = result.artifact.get("reference_backend", "the reference")
+            reference = result.artifact.get("reference_backend")
+            if (agreement is not None and result.quality_metric != "top1_agreement"
+                    and reference and reference != spec.backend.name):
                 detail += f"  agrees with {reference} {agreement:.4f}"
             serving = result.details.get("serving")
             if serving:  # the closed-loop p50 is not what a serving run is about

@@ -14,25 +14,39 @@ pytest.importorskip("sklearn")
 pytest.importorskip("numba")
 
 
-def test_compare_mnist_forest_on_sklearn_numba_ort_and_openvino(tmp_path):
+def compare(tmp_path, model, backends):
     cli = CliRunner()
     out = tmp_path / "out"
-    result = cli.invoke(app, ["compare", "--model", "mnist-forest", "--backends",
-                              "sklearn,numba,ort,openvino", "--preset", "smoke", "--out", str(out)])
+    result = cli.invoke(app, ["compare", "--model", model, "--backends", backends,
+                              "--preset", "smoke", "--out", str(out)])
+    return cli, out, result
+
+
+def test_compare_mnist_gbt_on_every_classic_runtime(tmp_path):
+    check(tmp_path, "mnist-gbt")
+
+
+@pytest.mark.slow  # treelite compiles the 110,000-node forest: minutes on 2 cores
+def test_compare_mnist_forest_on_every_classic_runtime(tmp_path):
+    check(tmp_path, "mnist-forest")
+
+
+def check(tmp_path, model):
+    cli, out, result = compare(tmp_path, model, "sklearn,numba,treelite,ort,openvino")
     assert result.exit_code == 0, result.output
     assert "agrees with sklearn 1.0000" in result.output
     rows = {r["backend"]: r for r in json.loads(
         cli.invoke(app, ["export", "--format", "json", "--out", str(out)]).output)}
     assert rows["sklearn"]["status"] == rows["numba"]["status"] == "ok"
     assert rows["openvino"]["status"] == "skipped"
-    assert "OpenVINO cannot read mnist-forest's ONNX graph" in rows["openvino"]["reason"]
+    assert f"OpenVINO cannot read {model}'s ONNX graph" in rows["openvino"]["reason"]
     assert "ai.onnx.ml" in rows["openvino"]["reason"]
-    for name in ("sklearn", "numba", "ort"):
+    for name in ("sklearn", "numba", "treelite", "ort"):
         row = rows[name]
         assert row["metrics"]["top1_agreement"] == 1.0  # every eval digit, as sklearn says
         assert row["quality_metric"] == "top1" and row["quality_value"] > 0.8
         assert row["training_energy_j"] > 0 and row["training_energy_method"]
         assert row["parameters"] > 0
-    report = (out / "compare-mnist-forest" / "report.md").read_text()
+    report = (out / f"compare-{model}" / "report.md").read_text()
     assert "What each model is and what it cost to make" in report
     assert "the base model: trained to exist" in report

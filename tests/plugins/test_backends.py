@@ -24,6 +24,7 @@ SETTINGS = {
     "vllm": {"artifact": None, "precisions": []},
     "sklearn": {"artifact": "sklearn", "precisions": ["fp32"]},
     "numba": {"artifact": "sklearn", "precisions": ["fp32"]},
+    "treelite": {"artifact": "sklearn", "precisions": ["fp32"]},
 }
 
 

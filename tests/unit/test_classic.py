@@ -154,3 +154,48 @@ def test_a_card_is_fitted_under_the_meters_once_then_cached(tmp_path):
     sk = BACKENDS.get("sklearn")(None, "cpu")
     sk.load(again, ctx)
     assert sk.describe()["estimator"] == "RandomForestClassifier"
+
+
+@pytest.mark.parametrize("family,classes", [("forest", 3), ("gbt", 3), ("gbt", 2)])
+def test_treelite_compiles_tree_ensembles_that_agree_with_the_library(family, classes,
+                                                                      tmp_path):
+    pytest.importorskip("tl2cgen")
+    if family == "gbt":
+        pytest.importorskip("lightgbm")
+    from optbench.artifact import ModelArtifact
+
+    x, y = data(classes, d=16)
+    params = {"n_estimators": 8, "max_depth": 5} if family == "forest" else {
+        "n_estimators": 8, "num_leaves": 7}
+    model = make_estimator(family, params).fit(x, y)
+    artifact = ModelArtifact("t", "sklearn", (1, 4, 4), classes, module=model,
+                             digest=f"tl-{family}-{classes}")
+    backend = BACKENDS.get("treelite")(None, "cpu")
+    backend.load(artifact, LoadContext(tmp_path, 4))
+    images = RNG.normal(size=(50, 1, 4, 4)).astype(np.float32)
+    out = backend.to_numpy(backend.infer(backend.prepare(images)))
+    theirs = model.predict_proba(images.reshape(50, -1))
+    assert out.shape == theirs.shape and (out.argmax(1) == theirs.argmax(1)).all()
+    np.testing.assert_allclose(out, theirs, atol=1e-5)
+    described = backend.describe()
+    assert described["compile_s"] is not None and described["model_bytes"] > 0
+    again = BACKENDS.get("treelite")(None, "cpu")
+    again.load(artifact, LoadContext(tmp_path, 4))
+    assert again.describe()["compile_s"] is None  # the cached library
+
+
+def test_treelite_refuses_what_is_not_a_tree_ensemble_and_needs_a_compiler(monkeypatch,
+                                                                           tmp_path):
+    pytest.importorskip("tl2cgen")
+    from optbench.artifact import ModelArtifact
+    from optbench.backends import treelite_backend
+
+    x, y = data(2)
+    linear = ModelArtifact("l", "sklearn", (12,), 2, digest="l1",
+                           module=make_estimator("logreg", {}).fit(x, y))
+    with pytest.raises(Unavailable, match="treelite compiles tree ensembles; "
+                                          "LogisticRegression is not one"):
+        BACKENDS.get("treelite")(None, "cpu").load(linear, LoadContext(tmp_path, 1))
+    monkeypatch.setattr(treelite_backend.shutil, "which", lambda name: None)
+    why = BACKENDS.get("treelite").availability()
+    assert not why and "needs a C compiler" in why.reason
