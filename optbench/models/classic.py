@@ -130,6 +130,9 @@ def build(card: ModelCard, weights: str | None, cache: Path,
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:20]
     entry = cache / "models" / f"classic-{card.name}-{digest}"
     stored = entry / "record.json"  # written last: the mark of a complete entry
+    if stored.is_file() and trainer is not None and json.loads(stored.read_text())[
+            "record"].get("energy_method") == "unavailable":
+        stored.unlink()  # fitted outside a run: fit again under the run's meters
     if stored.is_file():
         saved = json.loads(stored.read_text())
         with open(entry / "model.pkl", "rb") as f:

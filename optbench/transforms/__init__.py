@@ -20,3 +20,5 @@ TRANSFORMS.register("bf16", "optbench.transforms.precision:Bf16",
 TRANSFORMS.register("woq", "optbench.transforms.weight_only:WeightOnly",
                     aliases=("weight-only",),
                     summary="language models: weight-only int8/int4 (NNCF, torchao, ORT, vLLM)")
+TRANSFORMS.register("refit", "optbench.transforms.refit:Refit",
+                    summary="classic models: re-fit from scratch under a training-energy budget")

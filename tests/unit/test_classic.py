@@ -199,3 +199,84 @@ def test_treelite_refuses_what_is_not_a_tree_ensemble_and_needs_a_compiler(monke
     monkeypatch.setattr(treelite_backend.shutil, "which", lambda name: None)
     why = BACKENDS.get("treelite").availability()
     assert not why and "needs a C compiler" in why.reason
+
+
+class DigitsWorkload:
+    """What refit reads of a workload: its training split (small random digits)."""
+
+    dataset = "random"
+
+    def __init__(self, classes=3):
+        x, y = data(classes, n=400, d=16)
+        self.split = (x.reshape(-1, 1, 4, 4), y)
+
+    def train_split(self):
+        return self.split
+
+
+def refit(family, params, budget_j, tmp_path, every=5):
+    from optbench.artifact import ModelArtifact
+    from optbench.meters.base import MeterContext
+    from optbench.meters.select import select_meters
+    from optbench.transforms import TRANSFORMS
+    from optbench.transforms.base import TransformContext
+
+    workload = DigitsWorkload()
+    x, y = workload.split
+    base = ModelArtifact("c", "sklearn", (1, 4, 4), 3, digest=f"{family}-base",
+                         module=make_estimator(family, params).fit(x.reshape(len(x), -1), y),
+                         info={"family": family, "training": [{"transform": "fit"}]})
+    transform = TRANSFORMS.get("refit")(TRANSFORMS.get("refit").Config(
+        energy_budget_j=budget_j, check_every=every))
+    ctx = TransformContext(BACKENDS.get("numba"), "cpu", workload, tmp_path,
+                           meters=lambda: select_meters(("auto",), MeterContext("cpu"), True))
+    assert transform.supports(BACKENDS.get("numba"), "cpu", base)
+    return transform.apply(base, ctx)
+
+
+@pytest.mark.parametrize("family,params,unit", [
+    ("forest", {"n_estimators": 40, "max_depth": 6}, "trees"),
+    ("gbt", {"n_estimators": 40, "num_leaves": 7}, "rounds"),
+    ("logreg", {"max_iter": 200, "C": 1e4}, "iterations")])
+def test_a_budget_stops_a_classic_fit_and_the_record_says_so(family, params, unit, tmp_path):
+    if family == "gbt":
+        pytest.importorskip("lightgbm")
+    whole = refit(family, params, None, tmp_path / "whole")
+    (record,) = whole.info["training"]  # the re-fit's alone: it replaces the card's fit
+    assert not record["budget_exhausted"] and record["energy_j"] > 0
+    stopped = refit(family, params, 1e-9, tmp_path / "stopped")
+    (cut,) = stopped.info["training"]
+    assert cut["budget_exhausted"] and cut["budget_j"] == 1e-9
+    assert cut["notes"] == [f"energy budget 1e-09 J spent after 5 {unit}"]
+    assert cut["steps"] == 5 and cut["epochs_completed"] < 1
+    if family == "forest":
+        assert len(stopped.module.estimators_) == 5 and len(whole.module.estimators_) == 40
+    if family == "gbt":
+        assert stopped.module.booster_.current_iteration() == 5
+    assert "refit(budget=1e-09" in stopped.lineage[-1]
+    images = RNG.normal(size=(20, 1, 4, 4)).astype(np.float32)
+    out = kernel_outputs(stopped.module, images.reshape(20, -1))  # runs as any classic model
+    assert (out.argmax(1) == stopped.module.predict_proba(images.reshape(20, -1)).argmax(1)).all()
+
+
+def test_refit_takes_classic_models_only():
+    from optbench.artifact import ModelArtifact
+    from optbench.transforms import TRANSFORMS
+
+    torch_model = ModelArtifact("cnn", "torch", (1, 28, 28), 10)
+    why = TRANSFORMS.get("refit")().supports(BACKENDS.get("torch"), "cpu", torch_model)
+    assert not why and "refit re-fits a classic model" in why.reason
+
+
+def test_a_fit_made_outside_a_run_is_made_again_under_the_meters(tmp_path):
+    from optbench.meters.base import MeterContext
+    from optbench.meters.select import select_meters
+    from optbench.models import build_model
+    from optbench.transforms.training import metered
+
+    outside = build_model("mnist-knn", None, tmp_path)  # e.g. a benchmark script
+    assert outside.info["training"][0]["energy_method"] == "unavailable"
+    inside = build_model("mnist-knn", None, tmp_path, trainer=metered(
+        lambda: select_meters(("auto",), MeterContext(device="cpu"), True)))
+    record = inside.info["training"][0]
+    assert record["energy_method"] != "unavailable" and not record["cached"]
