@@ -23,7 +23,8 @@ TINY = {
 }
 # The model each transform runs on here ("gpu": only where a CUDA device is, as for fp16).
 SUBJECT = {"distill": "mnist-cnn", "prune": "mnist-cnn", "int8": "fake-mlp",
-           "bf16": "mnist-cnn", "fp16": "gpu", "woq": "tiny-llama-test"}
+           "bf16": "mnist-cnn", "fp16": "gpu", "woq": "tiny-llama-test",
+           "refit": "mnist-knn"}
 # Too slow for a contract test (a pt2e export, about 20 s): its new artifact, digest and
 # lineage are checked in tests/unit/test_transforms.py::test_qat_yields_an_int8_qdq_model_that_
 # keeps_accuracy, its use by every runtime in tests/integration/test_transforms_e2e.py.
@@ -53,6 +54,16 @@ def subject(kind, cache):
         artifact = ModelArtifact(card.name, HF_CAUSAL_LM, (), card.num_outputs,
                                  path=str(cache / "lm"), digest="tiny-llama-test-d")
         return artifact, TorchBackend, "cpu", None
+    if kind == "mnist-knn":  # a classic model: refit fits it again on the training split
+        pytest.importorskip("sklearn")
+        from optbench.backends.sklearn import SklearnBackend
+        from optbench.workloads.vision import VisionClassification
+
+        artifact = build_model("mnist-knn", None, cache)
+        workload = VisionClassification(WorkloadSpec(dataset="mnist", eval_samples=16,
+                                                     train_samples=64),
+                                        artifact, 16, cache_root() / "workloads")
+        return artifact, SklearnBackend, "cpu", workload
     pytest.importorskip("torch")
     from optbench.backends.torch import TorchBackend
     from optbench.models.mnist_cnn import make_module

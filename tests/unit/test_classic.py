@@ -246,13 +246,16 @@ def test_a_budget_stops_a_classic_fit_and_the_record_says_so(family, params, uni
     assert not record["budget_exhausted"] and record["energy_j"] > 0
     stopped = refit(family, params, 1e-9, tmp_path / "stopped")
     (cut,) = stopped.info["training"]
+    # stopped at the first reading of the meters above the budget: the estimate meter's CPU
+    # time may read 0 for the first few milliseconds, so not always after the first chunk
+    done = cut["steps"]
     assert cut["budget_exhausted"] and cut["budget_j"] == 1e-9
-    assert cut["notes"] == [f"energy budget 1e-09 J spent after 5 {unit}"]
-    assert cut["steps"] == 5 and cut["epochs_completed"] < 1
+    assert cut["notes"] == [f"energy budget 1e-09 J spent after {done} {unit}"]
+    assert done % 5 == 0 and done < record["steps"] and cut["epochs_completed"] < 1
     if family == "forest":
-        assert len(stopped.module.estimators_) == 5 and len(whole.module.estimators_) == 40
+        assert len(stopped.module.estimators_) == done and len(whole.module.estimators_) == 40
     if family == "gbt":
-        assert stopped.module.booster_.current_iteration() == 5
+        assert stopped.module.booster_.current_iteration() == done
     assert "refit(budget=1e-09" in stopped.lineage[-1]
     images = RNG.normal(size=(20, 1, 4, 4)).astype(np.float32)
     out = kernel_outputs(stopped.module, images.reshape(20, -1))  # runs as any classic model
