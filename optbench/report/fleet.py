@@ -19,13 +19,7 @@ from typing import Any
 
 from optbench.report.analysis import Group, energy_tied, measured
 from optbench.report.recommend import Constraints, Recommendation, recommend
-from optbench.report.serving import (
-    Configuration,
-    RateChoice,
-    ServingView,
-    rate_text,
-    recommend_at_rate,
-)
+from optbench.report.serving import RateChoice, ServingView, rate_text, recommend_at_rate
 from optbench.report.serving import overlaps as point_overlaps
 from optbench.report.text import fmt, run_label, serving_label
 
@@ -238,8 +232,7 @@ def fleet_view(group: Group, c: Constraints, serving: ServingView | None = None
     view.ray_cost = foreign_cpu_lines(group, names)
     if serving is not None and c.rate_per_s is not None:
         for name in names:
-            configs = [Configuration(k.run_id, k.rows) for k in serving.configurations
-                       if machine_of(k.rows[0]) == name]
+            configs = [k for k in serving.configurations if machine_of(k.rows[0]) == name]
             view.at_rate.append(RateMachine(name, recommend_at_rate(configs, group, c)))
         view.rate_findings = rate_findings(view)
     return view
