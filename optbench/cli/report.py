@@ -88,6 +88,7 @@ def recommend(
 
 def say_recommendations(groups: list[Any], constraints: Any) -> bool:
     """Each group's closed-loop choice; True when some group has none."""
+    from optbench.report.families import classic_line
     from optbench.report.recommend import recommend as pick
     from optbench.report.text import run_label
 
@@ -95,6 +96,9 @@ def say_recommendations(groups: list[Any], constraints: Any) -> bool:
     for group in groups:
         rec = pick(group, constraints)
         say(f"{group.model} ({group.metric}):", style="bold")
+        shallow = classic_line(group)
+        if shallow:
+            say(f"  {shallow}")
         if rec.best is None:
             missing = True
             say("  nothing satisfies the constraints:")

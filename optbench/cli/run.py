@@ -286,7 +286,9 @@ class SweepProgress:
             reference = result.artifact.get("reference_backend")
             if (agreement is not None and result.quality_metric != "top1_agreement"
                     and reference and reference != spec.backend.name):
-                detail += f"  agrees with {reference} {agreement:.4f}"
+                # a transformed model is judged against the untransformed one's outputs
+                against = reference if not spec.variant.steps else f"fp32 {reference}"
+                detail += f"  agrees with {against} {agreement:.4f}"
             serving = result.details.get("serving")
             if serving:  # the closed-loop p50 is not what a serving run is about
                 points = serving["points"]

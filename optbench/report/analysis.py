@@ -1,6 +1,10 @@
 """What a report says about a set of runs, computed once for every renderer (pure).
 
 Groups are (model, quality metric): only runs judged by the same metric share a front.
+The models of a `models:` recipe judged by the same labelled metric on the same samples
+(the same dataset, split and count) share one group: a random forest and a CNN on the same
+held-out digits are on one front (`merge_models`). Agreement with a model's own reference
+is no cross-model measure: such groups stay apart.
 Within a group: the fp32 eager baseline and every row's deltas to it, the Pareto fronts
 (energy, latency p50, latency p99 and throughput, each against quality; energy fronts
 apart for measured and estimated figures), the three-objective non-dominated set (energy,
@@ -26,12 +30,13 @@ def measured(row: dict[str, Any]) -> bool:
 
 @dataclass
 class Group:
-    model: str
+    model: str  # the model, or for several on one front "DATASET, N models"
     metric: str
     unit: str
     higher_is_better: bool
     rows: list[dict[str, Any]]
     baseline: dict[str, Any] | None = None
+    models: tuple[str, ...] = ()  # every model in the group, in order of first run
     fronts: dict[str, set[int]] = field(default_factory=dict)
     front3: set[int] = field(default_factory=set)
     overlaps: dict[int, list[int]] = field(default_factory=dict)  # the nearest few
@@ -39,6 +44,10 @@ class Group:
     _index: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)
     # figures a renderer works out once per group, not per cell (e.g. the CO2 unit)
     memo: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            self.models = (self.model,)
 
     def by_id(self, run_id: int) -> dict[str, Any]:
         if len(self._index) != len(self.rows):  # built once: tables look up every overlap
@@ -146,14 +155,40 @@ def add_quality_tests(rows: list[dict[str, Any]], base: dict[str, Any] | None) -
             r["quality_tier"] = base["quality_value"]
 
 
-def compare_quality(rows: list[dict[str, Any]]) -> None:
-    """Paired quality tests for rows not yet analysed (the export): per (model, metric)
-    group of ok runs, against the group's baseline, as `analyse` does."""
+def grouped_rows(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Ok runs by (model, metric), then models on the same inputs merged (`merge_models`)."""
     grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         if row["status"] == "ok" and row["quality_metric"]:
             grouped[(row["model"], row["quality_metric"])].append(row)
-    for members in grouped.values():
+    return merge_models(grouped)
+
+
+def merge_models(grouped: dict[tuple[str, str], list[dict[str, Any]]]
+                 ) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Model groups of one `models:` recipe (the rows' `front`) whose every run was judged
+    on one and the same inputs by the same labelled metric, merged into one group per
+    (front, inputs, metric), keyed "DATASET, N models"."""
+    by_inputs: dict[tuple[str, str, str], list[tuple[str, str]]] = defaultdict(list)
+    for key, members in grouped.items():
+        inputs = {r.get("quality_inputs") for r in members}
+        fronts = sorted({r["front"] for r in members if r.get("front")})
+        if fronts and len(inputs) == 1 and None not in inputs and "agreement" not in key[1]:
+            by_inputs[(fronts[0], str(next(iter(inputs))), key[1])].append(key)
+    out = dict(grouped)
+    for (_, inputs, metric), keys in by_inputs.items():
+        if len(keys) < 2:
+            continue
+        merged = [r for k in keys for r in out.pop(k)]
+        dataset = inputs.split("|")[1] if inputs.count("|") else inputs
+        out[(f"{dataset}, {len(keys)} models", metric)] = merged
+    return out
+
+
+def compare_quality(rows: list[dict[str, Any]]) -> None:
+    """Paired quality tests for rows not yet analysed (the export): per group of ok runs
+    (`grouped_rows`), against the group's baseline, as `analyse` does."""
+    for members in grouped_rows(rows).values():
         add_quality_tests(members, baseline(members))
 
 
@@ -240,14 +275,13 @@ def energy_overlaps(rows: list[dict[str, Any]], limit: int = 10,
 
 def analyse(rows: list[dict[str, Any]]) -> list[Group]:
     """Groups of ok runs with fronts, baseline, deltas and overlaps."""
-    grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        if row["status"] == "ok" and row["quality_metric"]:
-            grouped[(row["model"], row["quality_metric"])].append(row)
     groups = []
-    for (model, metric), members in grouped.items():
+    for (model, metric), members in grouped_rows(rows).items():
         hib = bool(members[0]["quality_higher_is_better"])
-        group = Group(model, metric, members[0]["sample_unit"], hib, members)
+        group = Group(model, metric, members[0]["sample_unit"], hib, members,
+                      models=tuple(dict.fromkeys(r["model"] for r in members)))
+        for r in members:  # labels and tables then name the model (report/text.py)
+            r["shared_front"] = True if len(group.models) > 1 else None
         group.baseline = baseline(members)
         add_deltas(members, group.baseline)
         add_quality_tests(members, group.baseline)

@@ -175,7 +175,8 @@ def overlap_cell(row: Row, group: Group) -> str:
 
 COLUMNS = (
     Column("run_id"),
-    Column("model", mlflow="param"),
+    Column("model", mlflow="param",  # shown where several models share a group's fronts
+           table=Shown(15, "model", left=True, when="shared_front")),
     Column("backend", mlflow="param", table=Shown(20, "backend", left=True)),
     Column("variant", mlflow="param", table=Shown(30, "variant", left=True)),
     Column("batch_size", mlflow="param",
@@ -318,6 +319,10 @@ COLUMNS = (
     Column("cost_per_million_low"),
     Column("cost_per_million_high"),
     Column("foreign_cpu_max_cores"),
+    # issue 17: deep or classic (models/classic.py), its family, the `models:` recipe
+    Column("model_kind"),
+    Column("model_family"),
+    Column("front"),
     # not exported: set by report.data, or computed per group for the tables
     Column("env_label", export=False,
            table=Shown(10, "machine", when="env_label", left=True)),  # several machines

@@ -91,7 +91,78 @@ def draw_group(group: Group, directory: Path) -> list[str]:
         if fig is not None:
             stem = column.plot or column.key
             save(fig, directory, f"{slug(group.model)}-{slug(group.metric)}-{stem}", drawn)
+    fig = training_figure(group)
+    if fig is not None:
+        save(fig, directory, f"{slug(group.model)}-{slug(group.metric)}-training", drawn)
     return drawn
+
+
+def curve_name(row: dict[str, Any]) -> str:
+    """A training curve: the model fitted again (refit) and its base fit are one; a
+    distilled student is another model, drawn apart."""
+    lineage = str(row.get("lineage") or "")
+    return f"{row['model']} student" if lineage.startswith("distill") else row["model"]
+
+
+def training_curves(group: Group) -> dict[str, list[dict[str, Any]]]:
+    """Per curve (`curve_name`), one row per variant (the first backend's: the others run
+    the same trained artifact), those with a training energy first, by that energy."""
+    curves: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in group.rows:
+        if r.get("quality_value") is not None:
+            curves.setdefault(curve_name(r), {}).setdefault(r["variant"], r)
+    return {name: sorted(v.values(), key=lambda r: (r.get("training_energy_j") is not None,
+                                                    r.get("training_energy_j") or 0.0))
+            for name, v in curves.items()}
+
+
+def training_figure(group: Group) -> Any:
+    """Quality against the energy spent training (left: a line per model through its
+    trained variants) and against the inference energy per sample (right, every variant):
+    deep models circles, classic ones squares. None when fewer than two rows carry a
+    training energy."""
+    plt = pyplot()
+    curves = training_curves(group)
+    trained = {n: [r for r in rows if r.get("training_energy_j") is not None]
+               for n, rows in curves.items()}
+    if plt is None or sum(len(t) for t in trained.values()) < 2:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    labels: list[tuple[float, float, str]] = []
+    for i, (name, rows) in enumerate(curves.items()):
+        marker = "s" if rows[0].get("model_kind") == "classic" else "o"
+        color = f"C{i % 10}"
+        if trained[name]:
+            left.plot([r["training_energy_j"] for r in trained[name]],
+                      [r["quality_value"] for r in trained[name]], marker=marker, color=color,
+                      label=name)
+        else:
+            left.plot([], [], marker=marker, color=color, label=f"{name} (no training "
+                      "energy)")
+        inferred = [r for r in rows if r.get("energy_per_sample_j") is not None]
+        right.scatter([r["energy_per_sample_j"] * 1e3 for r in inferred],
+                      [r["quality_value"] for r in inferred], marker=marker, color=color,
+                      s=MARKER_SIZE ** 2, zorder=3)
+        labels += [(r["energy_per_sample_j"] * 1e3, r["quality_value"], r["variant"])
+                   for r in inferred]
+    shown = [r for t in trained.values() for r in t]
+    estimated = (any(not str(r.get("training_energy_method")).startswith("measured")
+                     for r in shown),
+                 any(not measured(r) for rows in curves.values() for r in rows))
+    for ax, label, guessed in ((left, "training energy (J)", estimated[0]),
+                               (right, f"inference energy per {group.unit} (mJ)", estimated[1])):
+        ax.set_xscale("log")
+        ax.margins(x=0.1, y=0.1)
+        tick_labels(ax.xaxis)
+        ax.set_xlabel(label + (", estimated" if guessed else ""))
+        ax.grid(True, alpha=0.3)
+    left.set_ylabel(group.metric + ("" if group.higher_is_better else " (lower is better)"))
+    left.legend(fontsize=8, loc="best", title="squares: classic ML", title_fontsize=8)
+    fig.suptitle(f"{group.model}: {group.metric} vs training and inference energy",
+                 fontsize=11)
+    fig.tight_layout()
+    place_labels(right, sorted(labels, key=lambda p: -p[1]))  # those that fit, best first
+    return fig
 
 
 def front_figure(group: Group, column: Any) -> Any:

@@ -37,6 +37,7 @@ from optbench.report.columns import (
     table_head,
 )
 from optbench.report.data import ReportData
+from optbench.report.families import classic_line
 from optbench.report.fleet import (
     FLEET_NOTE,
     NO_CLOSED_LOOP,
@@ -601,7 +602,10 @@ def fleet_section(view: FleetView, specs: list[dict[str, Any]], page: Page | Non
 def render_html(data: ReportData, groups: list[Group], recs: list[Recommendation],
                 carbon: CarbonSettings, title: str,
                 serving: dict[str, ServingView] | None = None,
-                fleet: dict[str, FleetView] | None = None) -> str:
+                fleet: dict[str, FleetView] | None = None,
+                figures: dict[str, list[str]] | None = None) -> str:
+    """The self-contained page; `figures` (render's static files, relative to the page)
+    adds each group's training-energy figure as an image."""
     import plotly.offline
 
     serving = serving or {}
@@ -628,7 +632,13 @@ def render_html(data: ReportData, groups: list[Group], recs: list[Recommendation
         deltas = (f" Deltas against {run_label(group.baseline, short=True)}."
                   if group.baseline else "")
         body.append(f'<p class="note">Quality: {esc(quality)}.{esc(deltas)}</p>')
+        if group.models[1:]:
+            body.append(f'<p class="note">Models on these fronts, judged on the same '
+                        f'samples: {esc(", ".join(group.models))}.</p>')
         body.append(recommendation_html(rec))
+        shallow = classic_line(group)
+        if shallow:
+            body.append(f'<p class="rec">{esc(shallow)}</p>')
         body.append('<div class="plots">' + "".join(
             f'<div class="plot" id="{p["id"]}"></div>' for p in group_plots["figures"])
             + f'<div class="plot" id="{cube["id"]}"></div></div>')
@@ -639,6 +649,10 @@ def render_html(data: ReportData, groups: list[Group], recs: list[Recommendation
         body.append(table(group, page))
         if shows_making(group.rows):
             body.append(making_table(group.rows, page))
+        body += [f'<p><img src="{esc(p)}" alt="{esc(group.model)}: quality against training '
+                 f'and inference energy" style="max-width:100%"></p>'
+                 for p in (figures or {}).get(f"{group.model}|{group.metric}", [])
+                 if p.endswith("-training.svg")]
         view = serving.get(f"{group.model}|{group.metric}")
         if view is not None:
             specs = serving_specs(view, index)

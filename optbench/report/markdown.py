@@ -16,6 +16,7 @@ from optbench.report.columns import (
     table_head,
 )
 from optbench.report.data import ReportData
+from optbench.report.families import classic_line
 from optbench.report.fleet import (
     FLEET_NOTE,
     NO_CLOSED_LOOP,
@@ -134,12 +135,18 @@ def group_section(group: Group, rec: Recommendation, figures: list[str]) -> list
     metric = group.metric
     lines = [f"## {cell(group.model)}: {cell(metric)}", "",
              f"Quality: {cell(QUALITY_NOTES.get(metric, metric))}.", ""]
+    if group.models[1:]:
+        lines += [f"Models on these fronts, judged on the same samples: "
+                  f"{cell(', '.join(group.models))}.", ""]
     for weights in sorted({r["weights"] for r in group.rows if r.get("weights_trained") is False}):
         lines.append(f"Weights: {cell(weights)} - accuracy cannot be judged; fidelity is.")
         lines.append("")
     if group.baseline is not None:
         lines += [f"Baseline for deltas: {cell(run_label(group.baseline, short=True))}.", ""]
     lines += recommendation_lines(rec)
+    shallow = classic_line(group)
+    if shallow:
+        lines += [cell(shallow), ""]
     columns = table_columns(group)
     lines += table_lines(table_head(columns, group),
                          [table_cells(columns, r, group) for r in best_first(group)])

@@ -69,6 +69,7 @@ def render(outs: list[Path], dest: Path | None = None, carbon: CarbonSettings | 
 
         page = directory / "index.html"
         title = f"optbench report: {', '.join(data.recipes) or 'no runs'}"
-        write_text(page, render_html(data, groups, recs, carbon, title, serving, fleet))
+        write_text(page, render_html(data, groups, recs, carbon, title, serving, fleet,
+                                          figures))
     drawn = [directory / p for paths in figures.values() for p in paths]
     return RenderedReport(directory, markdown, page, drawn)

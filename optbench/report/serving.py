@@ -410,7 +410,7 @@ def serving_view(group: Group, rows: list[Row], c: Constraints) -> ServingView |
     """The group's serving runs (None when it has none)."""
     machines = {r["run_id"]: r["env_label"] for r in group.rows if r.get("env_label")}
     mine = [{**r, "env_label": machines[r["run_id"]]} if r["run_id"] in machines else r
-            for r in rows if r.get("status") == "ok" and r["model"] == group.model
+            for r in rows if r.get("status") == "ok" and r["model"] in group.models
             and r["quality_metric"] == group.metric]  # machine names are set on run rows
     if not mine:
         return None

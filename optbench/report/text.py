@@ -46,7 +46,13 @@ def run_label(row: dict[str, Any], short: bool = False) -> str:
     """A run's name: in full with its device (recommendations, the CLI), or short where
     the device is at hand (tables, provenance, figures, MLflow). The machine is named only
     when a report puts several side by side."""
-    return placed(f"{row['backend']} {row['variant']} bs{row['batch_size']}", row, short)
+    return placed(f"{model_prefix(row)}{row['backend']} {row['variant']} bs{row['batch_size']}",
+                  row, short)
+
+
+def model_prefix(row: dict[str, Any]) -> str:
+    """The model's name before a run's, where several models share its front."""
+    return f"{row['model']} " if row.get("shared_front") else ""
 
 
 def placed(name: str, row: dict[str, Any], short: bool) -> str:
@@ -61,7 +67,7 @@ def serving_label(row: dict[str, Any], short: bool = False) -> str:
     """A serving configuration's name: the run's backend and variant with its batching
     policy (max batch, max wait), its cache, and its scenario unless it is `server`."""
     wait = row.get("max_wait_ms")
-    name = (f"{row['backend']} {row['variant']} mb{row.get('max_batch')} "
+    name = (f"{model_prefix(row)}{row['backend']} {row['variant']} mb{row.get('max_batch')} "
             f"wait{'-' if wait is None else f'{wait:g}'}ms")
     if row.get("cache_size"):
         name += f" cache{row['cache_size']}"
@@ -121,7 +127,7 @@ def break_even_text(row: dict[str, Any]) -> str:
 
 
 def making_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(rows, key=lambda r: (r["backend"], r["variant"], r["batch_size"]))
+    return sorted(rows, key=lambda r: (r["model"], r["backend"], r["variant"], r["batch_size"]))
 
 
 def making_cells(row: dict[str, Any]) -> list[str]:
@@ -131,7 +137,7 @@ def making_cells(row: dict[str, Any]) -> list[str]:
         f"{fmt(spent, 1, 4)} ({row.get('training_energy_method')})"
         + (", budget spent" if row.get("training_budget_exhausted") else ""))
     size = row.get("model_bytes")
-    return [str(row["backend"]), str(row["variant"]), row.get("lineage") or "-",
+    return [f"{model_prefix(row)}{row['backend']}", str(row["variant"]), row.get("lineage") or "-",
             fmt(row.get("parameters"), 1, 4), fmt(row.get("macs"), 1, 4),
             fmt(None if size is None else size / 1024), training,
             fmt(row.get("training_s")), break_even_text(row)]

@@ -14,9 +14,10 @@ from typing import Any
 # Spec fields that do not change what is measured: two specs differing only in them are
 # one configuration. The recipe name is a label; the timeout only decides how long the
 # parent waits (a run that hit it is `failed` and is measured again on resume anyway).
+# `front` only says which models a report puts on one front.
 # Everything else stays in: meters, the CPU TDP and the estimate switch change the energy
 # figures, the workload and scenario fields (seeds, durations, search steps) the samples.
-NOT_IDENTITY: tuple[tuple[str, ...], ...] = (("recipe",), ("measure", "timeout_s"))
+NOT_IDENTITY: tuple[tuple[str, ...], ...] = (("recipe",), ("measure", "timeout_s"), ("front",))
 
 
 def spec_key(spec: Mapping[str, Any]) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from optbench.artifact import CLASSIC
 from optbench.carbon import CarbonSettings, carbon_settings
 from optbench.results import quality, validity
 from optbench.results.quality import NLL_METRICS
@@ -101,7 +102,7 @@ def summarize_run(run: StoredRun, carbon: CarbonSettings | None = None,
         "weights": result.artifact.get("weights"),
         "weights_trained": result.artifact.get("weights_trained"),
         "precision_path": result.backend.get("path"),
-        "env_id": run.env_id, "machine": run.spec.get("machine"),
+        "env_id": run.env_id, "machine": run.spec.get("machine"), "front": run.spec.get("front"),
         "node": result.details.get("placement", {}).get("node_ip"),
         "price_per_hour": result.details.get("placement", {}).get("price_per_hour"),
         "foreign_cpu_max_cores": foreign_cpu(result.trials),
@@ -233,6 +234,8 @@ def model_facts(artifact: dict[str, Any]) -> dict[str, Any]:
     energies = [r.get("energy_j") for r in records]
     out: dict[str, Any] = {
         "lineage": " > ".join(artifact.get("lineage", [])),
+        "model_kind": model_kind(artifact),
+        "model_family": artifact.get("family"),  # a classic model's: logreg, forest, ...
         "precision": artifact.get("precision"),
         "parameters": artifact.get("parameters"), "macs": artifact.get("macs"),
         "training": records, "training_energy_j": None, "training_energy_method": None,
@@ -246,6 +249,14 @@ def model_facts(artifact: dict[str, Any]) -> dict[str, Any]:
         out["training_s"] = float(sum(r.get("seconds", 0.0) for r in records))
         out["training_budget_exhausted"] = any(r.get("budget_exhausted") for r in records)
     return out
+
+
+def model_kind(artifact: dict[str, Any]) -> str | None:
+    """"classic" for a classic-ML model (models/classic.py: no neural network), "deep" for
+    a network (torch, ONNX, Hugging Face), None when the run stored no artifact."""
+    if not artifact.get("format"):
+        return None
+    return "classic" if artifact["format"] == CLASSIC else "deep"
 
 
 def method_rank(method: str | None) -> int:

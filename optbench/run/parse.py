@@ -21,6 +21,7 @@ from optbench.run.recipe import (
     BackendSpec,
     ExecutorSpec,
     MeasureSpec,
+    ModelEntry,
     ModelSpec,
     Recipe,
     TransformStep,
@@ -29,9 +30,10 @@ from optbench.run.recipe import (
     freeze,
 )
 
-TOP_KEYS = ("name", "model", "device", "workload", "backends", "variants", "sweep", "measure",
-            "scenario", "executor", "machines")
+TOP_KEYS = ("name", "model", "models", "device", "workload", "backends", "variants", "sweep",
+            "measure", "scenario", "executor", "machines")
 EXECUTOR_KEYS = ("kind", "address")
+MODEL_ENTRY_KEYS = ("name", "weights", "backends", "variants")
 MACHINE_KEYS = ("name", "price_per_hour")
 EXECUTORS = ("local", "ray")
 # a machine kind is the name in a node's Ray resource `machine:NAME`
@@ -123,14 +125,24 @@ def parse_recipe(data: Mapping[str, Any]) -> Recipe:
     """Validate a recipe mapping (from YAML or the CLI) into a frozen Recipe."""
     _check_keys(data, TOP_KEYS, "recipe")
     name = _required_str(data, "name", "recipe")
-    model = _parse_model(data.get("model"))
     device = data.get("device", "auto")
     if device not in DEVICES:
         raise RecipeError("recipe.device", f"invalid device {device!r}; choose one of "
                           f"{', '.join(DEVICES)}", closest(str(device), DEVICES))
-    workload = _parse_workload(data.get("workload") or {}, model.ref)
-    backends = _parse_backends(data.get("backends"))
     variants = _parse_variants(data.get("variants"))
+    if data.get("models") is not None:
+        if data.get("model") is not None:
+            raise RecipeError("recipe.models", "give `model:` (one) or `models:` (several), "
+                              "not both")
+        entries = _parse_model_entries(data["models"], data.get("backends"), variants)
+        model = entries[0].model
+        workload = _shared_workload(data.get("workload") or {}, entries)
+        backends = entries[0].backends
+    else:
+        entries = ()
+        model = _parse_model(data.get("model"))
+        workload = _parse_workload(data.get("workload") or {}, model.ref)
+        backends = _parse_backends(data.get("backends"))
     batch_sizes = _parse_sweep(data.get("sweep") or {})
     measure = _parse_measure(data.get("measure") or {})
     placement = {"executor": parse_executor(data.get("executor"), "recipe.executor"),
@@ -143,7 +155,7 @@ def parse_recipe(data: Mapping[str, Any]) -> Recipe:
     if data.get("scenario") is None:
         _note_padding(batch_sizes, workload, measure, model.ref, "recipe.sweep.batch_sizes")
         return Recipe(name, model, workload, backends, variants, batch_sizes, measure, device,
-                      **placement)
+                      models=entries, **placement)
     if "batch_sizes" in (data.get("sweep") or {}):
         raise RecipeError("recipe.sweep.batch_sizes", "a serving scenario batches dynamically: "
                           "give scenario.batching.max_batch instead")
@@ -151,7 +163,7 @@ def parse_recipe(data: Mapping[str, Any]) -> Recipe:
     _note_padding([b for b, _ in batching], workload, measure, model.ref,
                   "recipe.scenario.batching.max_batch")
     return Recipe(name, model, workload, backends, variants, batch_sizes, measure, device,
-                  scenario, batching, cache_sizes, **placement)
+                  scenario, batching, cache_sizes, models=entries, **placement)
 
 
 def parse_executor(data: Any, path: str) -> ExecutorSpec:
@@ -233,20 +245,73 @@ def _required_str(data: Mapping[str, Any], key: str, path: str) -> str:
     return value.strip()
 
 
-def _parse_model(data: Any) -> ModelSpec:
+def _parse_model_entries(data: Any, backends: Any,
+                         variants: tuple[Variant, ...]) -> tuple[ModelEntry, ...]:
+    """`models:`, a list of model refs or {name, weights, backends, variants}: each with
+    its own backends (else the recipe's) and a subset of the recipe's variants by name
+    (else all), so a torch CNN and a random forest each run where they can."""
+    if not isinstance(data, (list, tuple)) or not data:
+        raise RecipeError("recipe.models", "expected a list of models (names, or mappings "
+                          "with name, backends, variants)")
+    shared = None if backends is None else _parse_backends(backends)
+    names = [v.name for v in variants]
+    entries: list[ModelEntry] = []
+    for i, item in enumerate(data):
+        path = f"recipe.models[{i}]"
+        item = {"name": item} if isinstance(item, str) else item
+        _check_keys(item, MODEL_ENTRY_KEYS, path)
+        model = _parse_model({k: v for k, v in item.items() if k in ("name", "weights")},
+                             path)
+        own = (shared if item.get("backends") is None
+               else _parse_backends(item["backends"], f"{path}.backends"))
+        if own is None:
+            raise RecipeError(f"{path}.backends", "required here, or `backends:` for all "
+                              "models")
+        chosen = item.get("variants")
+        if chosen is not None:
+            if isinstance(chosen, str):
+                chosen = _comma_items(chosen, f"{path}.variants")
+            if not isinstance(chosen, (list, tuple)) or not chosen:
+                raise RecipeError(f"{path}.variants", "expected a list of the recipe's "
+                                  "variant names")
+            for v in chosen:
+                if str(v) not in names:
+                    raise RecipeError(f"{path}.variants", f"no variant {v!r} in "
+                                      f"recipe.variants ({', '.join(names)})",
+                                      closest(str(v), names))
+        entry = ModelEntry(model, own, tuple(str(v) for v in chosen or ()))
+        if any(e.model == model for e in entries):
+            raise RecipeError(path, f"model {model.ref!r} listed twice")
+        entries.append(entry)
+    return tuple(entries)
+
+
+def _shared_workload(data: Mapping[str, Any], entries: tuple[ModelEntry, ...]) -> WorkloadSpec:
+    """The one workload every model of `models:` is judged by (each on its card's dataset
+    unless `workload.dataset` names one); models of different kinds cannot share it."""
+    specs = [_parse_workload(data, e.model.ref) for e in entries]
+    for entry, spec in zip(entries, specs):
+        if spec.kind != specs[0].kind:
+            raise RecipeError("recipe.models", f"{entries[0].model.ref} is a {specs[0].kind} "
+                              f"model and {entry.model.ref} a {spec.kind} one: a recipe's "
+                              "models share one workload kind")
+    return specs[0]
+
+
+def _parse_model(data: Any, path: str = "recipe.model") -> ModelSpec:
     from optbench.models import check_model, resolve_model
 
     if isinstance(data, Mapping):
-        _check_keys(data, ("name", "weights"), "recipe.model")
-        ref = _required_str(data, "name", "recipe.model")
+        _check_keys(data, ("name", "weights"), path)
+        ref = _required_str(data, "name", path)
         weights = data.get("weights")
         if weights is not None and not Path(str(weights)).expanduser().is_file():
-            raise RecipeError("recipe.model.weights", f"weights file not found: {weights}")
+            raise RecipeError(f"{path}.weights", f"weights file not found: {weights}")
         spec = ModelSpec(ref, str(Path(str(weights)).expanduser().resolve()) if weights else None)
     elif isinstance(data, str) and data.strip():
         spec = ModelSpec(data.strip())
     else:
-        raise RecipeError("recipe.model", "required: a model card name, a model file, or "
+        raise RecipeError(path, "required: a model card name, a model file, or "
                           "{name: ..., weights: ...}")
     resolved = resolve_model(spec.ref)
     check_model(resolved, spec.weights)  # a bad .onnx or Hugging Face directory: here, not per run
@@ -354,26 +419,26 @@ def _one_key(item: Any, path: str) -> tuple[str, Mapping[str, Any]]:
     raise RecipeError(path, f"expected a name or {{name: {{options}}}}, got {item!r}")
 
 
-def _parse_backends(data: Any) -> tuple[BackendSpec, ...]:
+def _parse_backends(data: Any, path: str = "recipe.backends") -> tuple[BackendSpec, ...]:
     from optbench.backends import BACKENDS
     from optbench.options import build_config, config_to_dict
 
     if not data:
-        raise RecipeError("recipe.backends", "required: a list of backend names")
+        raise RecipeError(path, "required: a list of backend names")
     if isinstance(data, str):
-        data = _comma_items(data, "recipe.backends")
+        data = _comma_items(data, path)
     if isinstance(data, Mapping):
         data = [{k: v} for k, v in data.items()]
     specs: list[BackendSpec] = []
     for i, item in enumerate(data):
-        name, options = _one_key(item, f"recipe.backends[{i}]")
+        name, options = _one_key(item, f"{path}[{i}]")
         canonical = BACKENDS.canonical(name)
-        config = build_config(BACKENDS.get(canonical).Config, options, f"recipe.backends.{name}")
+        config = build_config(BACKENDS.get(canonical).Config, options, f"{path}.{name}")
         # Store only what the user set, so defaults changing later do not alter spec keys.
         explicit = {k: v for k, v in config_to_dict(config).items() if k in options}
         spec = BackendSpec(canonical, freeze(explicit))
         if spec in specs:
-            raise RecipeError(f"recipe.backends[{i}]", f"backend '{canonical}' listed twice")
+            raise RecipeError(f"{path}[{i}]", f"backend '{canonical}' listed twice")
         specs.append(spec)
     return tuple(specs)
 

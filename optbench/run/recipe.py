@@ -1,8 +1,9 @@
 """Recipe types: frozen dataclasses a recipe is parsed into (`run/parse.py`).
 
-A Recipe names one model and workload, the backends, the variants (named transform
-pipelines) and the sweep; `Recipe.expand()` yields one RunSpec per point, and
-`RunSpec.key()` identifies a configuration across runs.
+A Recipe names one model (or several, `models:`, each with its backends and variants) and
+a workload, the backends, the variants (named transform pipelines) and the sweep;
+`Recipe.expand()` yields one RunSpec per point, and `RunSpec.key()` identifies a
+configuration across runs.
 """
 
 from __future__ import annotations
@@ -61,6 +62,16 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class ModelEntry:
+    """One model of a recipe's `models:` list: the backends it runs on and the names of
+    the recipe's variants it takes (empty: all)."""
+
+    model: ModelSpec
+    backends: tuple[BackendSpec, ...]
+    variants: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class BackendSpec:
     name: str
     options: Options = ()
@@ -114,6 +125,9 @@ class RunSpec:
     device: str = "cpu"
     scenario: Scenario | None = None  # a serving scenario; batch_size is its max_batch
     machine: str | None = None  # the machine kind it runs on (an executor's); None: here
+    # a `models:` recipe's name: its models share fronts where judged on the same samples
+    # (report/analysis.py merge_models); not part of the key (results/identity.py)
+    front: str | None = None
 
     def key(self) -> str:
         """Stable hash of everything that changes the measurement: not the recipe name,
@@ -152,6 +166,7 @@ class RunSpec:
             scenario=(None if data.get("scenario") is None else Scenario(**{
                 **data["scenario"], "rates_per_s": tuple(data["scenario"]["rates_per_s"])})),
             machine=data.get("machine"),
+            front=data.get("front"),
         )
 
 
@@ -187,36 +202,61 @@ class Recipe:
     executor: ExecutorSpec = field(default_factory=ExecutorSpec)
     # (kind, price per hour) for the kinds the recipe prices: the fleet report's cost
     machine_prices: tuple[tuple[str, float], ...] = ()
+    # several models (`models:`); () when the recipe names one (`model`, `backends`)
+    models: tuple[ModelEntry, ...] = ()
+
+    def entries(self) -> tuple[ModelEntry, ...]:
+        return self.models or (ModelEntry(self.model, self.backends),)
 
     def expand(self, device: str) -> list[RunSpec]:
-        """One RunSpec per backend x variant x batch size (serving: x batching policy x
-        cache size), on the resolved `device`."""
-        def spec(backend: BackendSpec, variant: Variant, batch_size: int,
+        """One RunSpec per model x its backends x its variants x batch size (serving:
+        x batching policy x cache size), on the resolved `device`."""
+        def spec(model: ModelSpec, backend: BackendSpec, variant: Variant, batch_size: int,
                  scenario: Scenario | None = None) -> RunSpec:
-            return RunSpec(recipe=self.name, model=self.model, workload=self.workload,
+            return RunSpec(recipe=self.name, model=model, workload=self.workload,
                            backend=backend, variant=variant, batch_size=batch_size,
-                           measure=self.measure, device=device, scenario=scenario)
+                           measure=self.measure, device=device, scenario=scenario,
+                           front=self.name if self.models else None)
 
-        if self.scenario is None:
-            return [spec(b, v, n) for b, v, n in itertools.product(
-                self.backends, self.variants, self.batch_sizes)]
-        return [spec(b, v, max_batch, replace(self.scenario, max_wait_ms=wait, cache_size=cache))
-                for b, v, (max_batch, wait), cache in itertools.product(
-                    self.backends, self.variants, self.batching, self.cache_sizes)]
+        specs: list[RunSpec] = []
+        for entry in self.entries():
+            variants = [v for v in self.variants if not entry.variants or v.name in entry.variants]
+            m = entry.model
+            if self.scenario is None:
+                specs += [spec(m, b, v, n) for b, v, n in itertools.product(
+                    entry.backends, variants, self.batch_sizes)]
+            else:
+                specs += [spec(m, b, v, max_batch,
+                               replace(self.scenario, max_wait_ms=wait, cache_size=cache))
+                          for b, v, (max_batch, wait), cache in itertools.product(
+                              entry.backends, variants, self.batching, self.cache_sizes)]
+        return specs
 
     def to_yaml(self) -> str:
         """The recipe as YAML that `optbench run` accepts (what --print-recipe shows)."""
+        def model_yaml(model: ModelSpec) -> Any:
+            return {"name": model.ref, "weights": model.weights} if model.weights else model.ref
+
+        def backends_yaml(backends: tuple[BackendSpec, ...]) -> list[Any]:
+            return [{b.name: dict(b.options)} if b.options else b.name for b in backends]
+
+        def entry_yaml(entry: ModelEntry) -> dict[str, Any]:
+            named = model_yaml(entry.model)
+            out = named if isinstance(named, dict) else {"name": named}
+            out["backends"] = backends_yaml(entry.backends)
+            if entry.variants:
+                out["variants"] = list(entry.variants)
+            return out
+
+        models: dict[str, Any] = (
+            {"models": [entry_yaml(e) for e in self.models]} if self.models else
+            {"model": model_yaml(self.model)})
         data: dict[str, Any] = {
             "name": self.name,
-            "model": (
-                {"name": self.model.ref, "weights": self.model.weights}
-                if self.model.weights else self.model.ref
-            ),
+            **models,
             "device": self.device,
             "workload": {k: v for k, v in asdict(self.workload).items() if v is not None},
-            "backends": [
-                {b.name: dict(b.options)} if b.options else b.name for b in self.backends
-            ],
+            **({} if self.models else {"backends": backends_yaml(self.backends)}),
             "variants": {
                 v.name: [{s.name: dict(s.options)} if s.options else s.name for s in v.steps]
                 for v in self.variants

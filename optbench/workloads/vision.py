@@ -12,18 +12,22 @@ from optbench.errors import RecipeError, UsageError, closest
 from optbench.results.schema import Metric
 from optbench.workloads.base import Quality, Workload
 from optbench.workloads.datasets import (
+    DIGITS_TEST_DIGITS,
     MNIST_TEST_DIGITS,
     Split,
+    labelled,
     load_imagefolder,
-    load_mnist,
     synthetic,
 )
 
-DATASETS = ("mnist", "synthetic", "imagefolder:<path>")
+DATASETS = ("mnist", "digits", "synthetic", "imagefolder:<path>")
+# the bundled labelled datasets: their image shape and held-out test size
+BUNDLED = {"mnist": ((1, 28, 28), MNIST_TEST_DIGITS), "digits": ((1, 8, 8), DIGITS_TEST_DIGITS)}
 
 
 class VisionClassification(Workload):
-    """Datasets: `mnist` (real digits), `imagefolder:<path>` (e.g. ImageNet val), `synthetic`.
+    """Datasets: `mnist` (real digits), `digits` (scikit-learn's 8x8 digits),
+    `imagefolder:<path>` (e.g. ImageNet val), `synthetic`.
 
     Quality: with labels and trained weights the headline is top-1 accuracy; otherwise it
     is top-1 agreement with the fp32 reference model on the same inputs, which is what a
@@ -40,15 +44,15 @@ class VisionClassification(Workload):
             if not root.is_dir():
                 raise RecipeError(path, f"imagefolder path is not a directory: {root}")
             return
-        if dataset not in ("mnist", "synthetic"):
+        if dataset not in (*BUNDLED, "synthetic"):
             raise RecipeError(
                 path, f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}",
-                closest(dataset, ("mnist", "synthetic", "imagefolder:")),
+                closest(dataset, (*BUNDLED, "synthetic", "imagefolder:")),
             )
 
     @classmethod
     def eval_limit(cls, dataset: str) -> int | None:
-        return MNIST_TEST_DIGITS if dataset == "mnist" else None
+        return BUNDLED[dataset][1] if dataset in BUNDLED else None
 
     @property
     def dataset(self) -> str:
@@ -57,13 +61,15 @@ class VisionClassification(Workload):
     @cached_property
     def split(self) -> Split:
         shape = tuple(self.artifact.input_shape)
-        if self.dataset == "mnist":
-            if shape != (1, 28, 28):
-                raise UsageError(f"dataset mnist provides 1x28x28 digits; model "
+        if self.dataset in BUNDLED:
+            provided = BUNDLED[self.dataset][0]
+            if shape != provided:
+                raise UsageError(f"dataset {self.dataset} provides "
+                                 f"{'x'.join(map(str, provided))} digits; model "
                                  f"{self.artifact.name} takes {'x'.join(map(str, shape))}")
-            split = load_mnist(self.cache, seed=self.spec.seed)
+            split = labelled(self.dataset, self.cache, seed=self.spec.seed)
             n = min(self.eval_cap or len(split.test_x), len(split.test_x))
-            # Every 1000/n-th test digit keeps the classes balanced under a cap.
+            # Every (test size / n)-th test digit keeps the classes balanced under a cap.
             idx = np.linspace(0, len(split.test_x) - 1, n).round().astype(int)
             return Split(split.train_x, split.train_y, split.test_x[idx], split.test_y[idx],
                          split.source + (f", evaluated on {n}" if n < len(split.test_x) else ""))

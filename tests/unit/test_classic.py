@@ -262,13 +262,62 @@ def test_a_budget_stops_a_classic_fit_and_the_record_says_so(family, params, uni
     assert (out.argmax(1) == stopped.module.predict_proba(images.reshape(20, -1)).argmax(1)).all()
 
 
-def test_refit_takes_classic_models_only():
+def test_refit_takes_classic_models_and_float_torch_ones():
     from optbench.artifact import ModelArtifact
     from optbench.transforms import TRANSFORMS
 
+    refit = TRANSFORMS.get("refit")()
     torch_model = ModelArtifact("cnn", "torch", (1, 28, 28), 10)
-    why = TRANSFORMS.get("refit")().supports(BACKENDS.get("torch"), "cpu", torch_model)
-    assert not why and "refit re-fits a classic model" in why.reason
+    assert refit.supports(BACKENDS.get("torch"), "cpu", torch_model)
+    quantized = ModelArtifact("cnn", "torch", (1, 28, 28), 10, precision="int8",
+                              quantization={"scheme": "static"})
+    why = refit.supports(BACKENDS.get("torch"), "cpu", quantized)
+    assert not why and "float torch model" in why.reason
+
+
+class DigitsTrain:
+    """The first 256 of scikit-learn's 8x8 digits as a training split."""
+
+    dataset = "digits"
+
+    def train_split(self):
+        from optbench.workloads.datasets import load_digits
+
+        split = load_digits()
+        return split.train_x[:256], split.train_y[:256]
+
+
+def test_a_budget_stops_a_cnn_trained_from_scratch(tmp_path):
+    pytest.importorskip("torch")
+    from optbench.meters.base import MeterContext
+    from optbench.meters.select import select_meters
+    from optbench.models import build_model, resolve_model
+    from optbench.transforms import TRANSFORMS
+    from optbench.transforms.base import TransformContext
+
+    card = resolve_model("digits-cnn").card
+    base = build_model("digits-cnn", None, tmp_path)
+    ctx = TransformContext(BACKENDS.get("torch"), "cpu", DigitsTrain(), tmp_path, card=card,
+                           meters=lambda: select_meters(("auto",), MeterContext("cpu"), True))
+
+    def refit(budget_j):
+        config = TRANSFORMS.get("refit").Config(energy_budget_j=budget_j, check_every=1,
+                                                epochs=20)
+        return TRANSFORMS.get("refit")(config).apply(base, ctx)
+
+    whole, stopped = refit(None), refit(1e-9)
+    (full,), (cut,) = whole.info["training"], stopped.info["training"]
+    assert full["steps"] == 80 and not full["budget_exhausted"] and full["energy_j"] > 0
+    assert cut["budget_exhausted"] and 1 <= cut["steps"] < 80
+    assert cut["notes"] == [f"energy budget 1e-09 J spent after {cut['steps']} steps"]
+    assert "refit(budget=1e-09" in stopped.lineage[-1] and stopped.weights_trained
+    x = DigitsTrain().train_split()[0][:4]
+    import torch
+
+    with torch.no_grad():  # a fresh network of the card's shape, not the base's weights
+        assert stopped.module(torch.from_numpy(x)).shape == (4, 10)
+        assert not torch.equal(stopped.module(torch.from_numpy(x)),
+                               base.module(torch.from_numpy(x)))
 
 
 def test_a_fit_made_outside_a_run_is_made_again_under_the_meters(tmp_path):
