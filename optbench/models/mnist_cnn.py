@@ -104,7 +104,7 @@ def build(card: ModelCard, weights: str | None, cache: Path) -> ModelArtifact:
             module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
             info = {"trained": "cached"}
         else:
-            split = labelled(card.dataset or "mnist", cache / "workloads")
+            split = labelled(card.dataset, cache / "workloads")
             log.info("training %s on %d real digits (cached afterwards)", card.name,
                      len(split.train_x))
             recipe = {k: v for k, v in recipe_used.items() if k != "arch"}

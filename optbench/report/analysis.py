@@ -176,12 +176,15 @@ def merge_models(grouped: dict[tuple[str, str], list[dict[str, Any]]]
         if fronts and len(inputs) == 1 and None not in inputs and "agreement" not in key[1]:
             by_inputs[(fronts[0], str(next(iter(inputs))), key[1])].append(key)
     out = dict(grouped)
-    for (_, inputs, metric), keys in by_inputs.items():
+    for (front, inputs, metric), keys in by_inputs.items():
         if len(keys) < 2:
             continue
         merged = [r for k in keys for r in out.pop(k)]
-        dataset = inputs.split("|")[1] if inputs.count("|") else inputs
-        out[(f"{dataset}, {len(keys)} models", metric)] = merged
+        dataset = inputs.split("|")[1] if inputs.count("|") else inputs  # summary's order
+        name = f"{dataset}, {len(keys)} models"
+        if (name, metric) in out:  # another recipe's models on the same data: kept apart
+            name += f" ({front})"
+        out[(name, metric)] = merged
     return out
 
 

@@ -203,6 +203,7 @@ class Refit(Transform):
         stored, directory = train_once(ctx, derived.digest, "refit", make, data="refit")
         module = build(card, 1.0)
         module.load_state_dict(torch.load(directory / "state.pt", weights_only=True))
-        info = {**{k: v for k, v in artifact.info.items() if k not in stored["facts"]},
+        base_only = {*stored["facts"], "trained", "train_time_s"}  # the card's own training
+        info = {**{k: v for k, v in artifact.info.items() if k not in base_only},
                 **stored["facts"], "training": [stored["record"]]}
         return replace(derived, module=module.eval(), weights_trained=True, info=info)

@@ -133,3 +133,13 @@ def test_scikit_learn_digits_split_is_stratified_and_normalised():
     assert split.train_x.shape == (1497, 1, 8, 8) and split.test_x.shape == (300, 1, 8, 8)
     assert (np.bincount(split.test_y) == 30).all()
     assert abs(float(split.train_x.mean())) < 0.05 and abs(float(split.train_x.std()) - 1) < 0.05
+
+
+def test_two_recipes_on_the_same_samples_keep_their_own_groups():
+    rows = [row(1, "mnist-cnn", "deep", "fp32", 0.98, 1.0, front="a"),
+            row(2, "mnist-gbt", "classic", "fp32", 0.95, 0.05, front="a"),
+            row(3, "mnist-logreg", "classic", "fp32", 0.91, 0.04, front="b"),
+            row(4, "mnist-knn", "classic", "fp32", 0.92, 14.0, front="b")]
+    groups = {g.model: g.models for g in analyse(rows)}
+    assert groups == {"mnist, 2 models": ("mnist-cnn", "mnist-gbt"),
+                      "mnist, 2 models (b)": ("mnist-logreg", "mnist-knn")}
