@@ -13,8 +13,9 @@ from optbench.cli.flags import DEFAULT_OUT, OutOption, ReportFlags, report_flags
 
 
 def render_report(outs: list[Path], flags: ReportFlags, dest: Path | None = None,
-                  name: str | None = None, html: bool = True, screenshot: bool = False) -> None:
-    """Write the report of `outs` (and its screenshot, and MLflow runs, where asked)."""
+                  name: str | None = None, html: bool = True, screenshot: bool = False) -> Any:
+    """Write the report of `outs` (and its screenshot, and MLflow runs, where asked);
+    returns what report.render wrote."""
     from optbench.report.render import render
 
     rendered = render(outs, dest, flags.carbon, flags.price_per_kwh, flags.constraints,
@@ -40,6 +41,7 @@ def render_report(outs: list[Path], flags: ReportFlags, dest: Path | None = None
                           rendered.directory, uri)
         console.print(f"mlflow: {counts['logged']} runs logged, {counts['skipped']} already "
                       f"there ({uri})")
+    return rendered
 
 
 @app.command()

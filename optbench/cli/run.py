@@ -273,10 +273,14 @@ class SweepProgress:
         self.console.print(f"[yellow]note:[/yellow] {escape(text)}", highlight=False,
                            soft_wrap=True)
 
+    def advance(self) -> None:
+        """One more of the bar's units done (a sweep's: a configuration)."""
+        self.progress.advance(self.task)
+
     def finished(self, spec: Any, run_id: int | None, result: Any) -> None:
         from optbench.results.stats import percentile
 
-        self.progress.advance(self.task)
+        self.advance()
         if result.status == "ok":
             metrics = {m.name: m.value for m in result.metrics}
             quality = metrics.get(result.quality_metric)

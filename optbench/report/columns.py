@@ -244,6 +244,9 @@ COLUMNS = (
     Column("macs"),
     Column("model_bytes"),
     Column("training_energy_j"),
+    Column("bench_energy_j"),  # what measuring it drew (optbench search spends this)
+    Column("bench_energy_method"),
+    Column("bench_wall_s"),
     Column("training_energy_method"),
     Column("training_s"),
     Column("training_budget_exhausted"),

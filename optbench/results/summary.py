@@ -128,6 +128,7 @@ def summarize_run(run: StoredRun, carbon: CarbonSettings | None = None,
     row.update(energy_summary(result.trials))
     row.update(generation_summary(result.details.get("generation"), loads))
     row.update(model_facts(result.artifact))
+    row.update(benchmark_energy(result.trials, row, run.wall_s))
     row["model_bytes"] = result.backend.get("model_bytes")
     by_channel = row["energy_per_sample_by_channel_j"]
     gpu = [v for c, v in by_channel.items() if c.startswith(GPU_PREFIX)]
@@ -249,6 +250,26 @@ def model_facts(artifact: dict[str, Any]) -> dict[str, Any]:
         out["training_s"] = float(sum(r.get("seconds", 0.0) for r in records))
         out["training_budget_exhausted"] = any(r.get("budget_exhausted") for r in records)
     return out
+
+
+def benchmark_energy(trials: list[Trial], facts: dict[str, Any],
+                     wall_s: float | None) -> dict[str, Any]:
+    """What measuring this configuration drew: the energy of every metered window (load
+    and idle, flagged trials included: they were drawn too) plus the training energy of
+    its transforms (a cached artifact still carries it: a grid pays it once as well).
+    Unmetered work (loading, exporting) is not in it; None when a window was unmeasured."""
+    totals = [t.total_energy_j() for t in trials]
+    methods = [r.method for t in trials for r in t.readings if r.in_total]
+    energy: float | None = None
+    if trials and all(v is not None for v in totals):
+        energy = float(sum(totals))  # type: ignore[arg-type]
+        if facts.get("training"):
+            training = facts.get("training_energy_j")
+            energy = None if training is None else energy + training
+            methods.append(facts.get("training_energy_method") or "unavailable")
+    return {"bench_energy_j": energy,
+            "bench_energy_method": weakest_method(methods) if energy is not None else None,
+            "bench_wall_s": wall_s}
 
 
 def model_kind(artifact: dict[str, Any]) -> str | None:

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from optbench.errors import RecipeError, UsageError, closest
+from optbench.run.axes import expand_backends, expand_entries, expand_variants, parse_axes
 from optbench.run.recipe import (
     DEVICES,
     BackendSpec,
@@ -31,7 +32,7 @@ from optbench.run.recipe import (
 )
 
 TOP_KEYS = ("name", "model", "models", "device", "workload", "backends", "variants", "sweep",
-            "measure", "scenario", "executor", "machines")
+            "measure", "scenario", "executor", "machines", "axes")
 EXECUTOR_KEYS = ("kind", "address")
 MODEL_ENTRY_KEYS = ("name", "weights", "backends", "variants")
 MACHINE_KEYS = ("name", "price_per_hour")
@@ -143,6 +144,12 @@ def parse_recipe(data: Mapping[str, Any]) -> Recipe:
         model = _parse_model(data.get("model"))
         workload = _parse_workload(data.get("workload") or {}, model.ref)
         backends = _parse_backends(data.get("backends"))
+    axes = parse_axes(data.get("axes"), variants,
+                      tuple(b for e in entries for b in e.backends) or backends)
+    if axes:
+        variants, expanded = expand_variants(variants, axes)
+        backends = expand_backends(backends, axes)
+        entries = expand_entries(entries, axes, expanded)
     batch_sizes = _parse_sweep(data.get("sweep") or {})
     measure = _parse_measure(data.get("measure") or {})
     placement = {"executor": parse_executor(data.get("executor"), "recipe.executor"),
@@ -155,7 +162,7 @@ def parse_recipe(data: Mapping[str, Any]) -> Recipe:
     if data.get("scenario") is None:
         _note_padding(batch_sizes, workload, measure, model.ref, "recipe.sweep.batch_sizes")
         return Recipe(name, model, workload, backends, variants, batch_sizes, measure, device,
-                      models=entries, **placement)
+                      models=entries, axes=axes, **placement)
     if "batch_sizes" in (data.get("sweep") or {}):
         raise RecipeError("recipe.sweep.batch_sizes", "a serving scenario batches dynamically: "
                           "give scenario.batching.max_batch instead")
@@ -163,7 +170,7 @@ def parse_recipe(data: Mapping[str, Any]) -> Recipe:
     _note_padding([b for b, _ in batching], workload, measure, model.ref,
                   "recipe.scenario.batching.max_batch")
     return Recipe(name, model, workload, backends, variants, batch_sizes, measure, device,
-                  scenario, batching, cache_sizes, models=entries, **placement)
+                  scenario, batching, cache_sizes, models=entries, axes=axes, **placement)
 
 
 def parse_executor(data: Any, path: str) -> ExecutorSpec:

@@ -72,6 +72,23 @@ class ModelEntry:
 
 
 @dataclass(frozen=True)
+class Axis:
+    """A searched option (`axes:` in a recipe): every backend, or every transform step,
+    named `target` is measured with each of `values` for its `option`. The grid (`run`)
+    and the search (`search`) share the expanded configurations; the search also reads
+    the axis as one dimension of its space."""
+
+    kind: str  # "backend" | "transform"
+    target: str
+    option: str
+    values: tuple[Any, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.target}.{self.option}"
+
+
+@dataclass(frozen=True)
 class BackendSpec:
     name: str
     options: Options = ()
@@ -204,6 +221,8 @@ class Recipe:
     machine_prices: tuple[tuple[str, float], ...] = ()
     # several models (`models:`); () when the recipe names one (`model`, `backends`)
     models: tuple[ModelEntry, ...] = ()
+    # the searched options that expanded backends and variants (already in them)
+    axes: tuple[Axis, ...] = ()
 
     def entries(self) -> tuple[ModelEntry, ...]:
         return self.models or (ModelEntry(self.model, self.backends),)

@@ -21,7 +21,7 @@ import os
 import random
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -154,12 +154,16 @@ class Runner:
             specs.append(RunSpec(**{**spec.__dict__, "device": device}))
         return specs
 
-    def run(self, recipe: Recipe, resume: bool = False) -> list[int]:
-        """Run the recipe's sweep; returns the ids of the runs written. Interrupted (a
+    def run(self, recipe: Recipe, resume: bool = False,
+            only: Collection[str] | None = None) -> list[int]:
+        """Run the recipe's sweep (`only`: just the configurations of these keys, a
+        search's trial); returns the ids of the runs written. Interrupted (a
         KeyboardInterrupt, or SIGTERM/SIGHUP turned into one by the caller), it stops its
         children, removes their temporary files and raises SweepInterrupted."""
         try:
             specs = self.plan(recipe)
+            if only is not None:
+                specs = [s for s in specs if s.key() in only]
         except BaseException:
             if self.executor is not None:
                 self.executor.close()

@@ -26,6 +26,7 @@ LAYERS: dict[str, float] = {
     "optbench.measure": 3,
     "optbench.run": 4,
     "optbench.report": 5,
+    "optbench.search": 5.5,  # searches with the runner, judges fronts with the report's
     "optbench.cli": 6, "optbench.api": 6, "optbench.__main__": 6,
 }
 FORBIDDEN_SIDEWAYS = {("optbench.meters", "optbench.backends")}
