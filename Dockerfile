@@ -1,7 +1,9 @@
-# optbench images. Two targets:
+# optbench images. Three targets:
 #   cpu: the CPU runtimes (torch, ONNX Runtime, OpenVINO)      docker build --target cpu -t optbench:cpu .
-#   gpu: CUDA torch, onnxruntime-gpu, TensorRT, NVML            docker build --target gpu -t optbench:gpu .
-#        (add vLLM with --build-arg WITH_VLLM=1; it brings its own torch)
+#   gpu: CUDA 13 torch, onnxruntime-gpu, TensorRT 11, NVML     docker build --target gpu -t optbench:gpu .
+#   gpu-vllm: gpu plus vLLM in its own venv and pins           docker build --target gpu-vllm ...
+# First check what works on the host (exit 0 when every path does):
+#   docker run --rm --gpus all optbench:gpu env --check
 # Run (GPU; powercap mounted read-only so RAPL works, results and cache kept on the host):
 #   docker run --rm --gpus all -v /sys/class/powercap:/sys/class/powercap:ro \
 #     -v "$PWD/reports:/optbench/reports" -v optbench-cache:/cache \
@@ -24,26 +26,45 @@ VOLUME ["/cache", "/optbench/reports"]
 ENTRYPOINT ["optbench"]
 CMD ["--help"]
 
-# CUDA 12 runtime with cuDNN; torch 2.13.0 from PyPI is its CUDA 12 build on Linux x86_64.
-FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 AS gpu
-ARG WITH_VLLM=0
+# No CUDA base image: the CUDA 13 user-space libraries come from the pinned wheels
+# (torch's nvidia-*-cu13, onnxruntime-gpu[cuda,cudnn], tensorrt-cu13-libs), so nothing in
+# the image can disagree with them; the driver comes from the host (--gpus all; it must be
+# >= 580 for CUDA 13). docker/constraints-gpu.txt pins the stack and names its CUDA major.
+# ONNX Runtime loads the pip CUDA libraries itself (onnxruntime.preload_dlls); TensorRT's
+# are put on the library path for its ONNX Runtime provider.
+FROM python:${PYTHON_VERSION}-slim AS gpu
+ARG PYTHON_VERSION
 ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1 OPTBENCH_CACHE=/cache \
-    VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH CUDA_DEVICE_ORDER=PCI_BUS_ID
-RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-venv python3-pip \
- && rm -rf /var/lib/apt/lists/* \
- && python3 -m venv /opt/venv
+    VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH CUDA_DEVICE_ORDER=PCI_BUS_ID \
+    LD_LIBRARY_PATH=/opt/venv/lib/python${PYTHON_VERSION}/site-packages/tensorrt_libs
+RUN python -m venv /opt/venv
 WORKDIR /opt/optbench
 COPY pyproject.toml constraints.txt README.md ./
+COPY docker ./docker
 COPY optbench ./optbench
 COPY recipes ./recipes
-# onnxruntime-gpu replaces the CPU onnxruntime; tensorrt comes from NVIDIA's index via pip.
-# transformers + optimum-onnx (without its CPU onnxruntime extra) serve the LLM workload.
+# onnxruntime-gpu replaces the CPU onnxruntime; TensorRT's wheels are on NVIDIA's index
+# (PyPI has its source metapackages, which fetch them from there); transformers + optimum-onnx (without its
+# CPU onnxruntime extra) serve the LLM workload.
 RUN grep -v -E '^(onnxruntime|openvino|nncf)==' constraints.txt > /tmp/constraints-gpu.txt \
- && pip install -c /tmp/constraints-gpu.txt ".[torch,data,report,nvml]" onnx onnxscript \
-      "onnxruntime-gpu>=1.22" "tensorrt>=10.9,<11" transformers tokenizers optimum-onnx \
- && if [ "$WITH_VLLM" = "1" ]; then pip install vllm bitsandbytes; fi
+ && cat docker/constraints-gpu.txt >> /tmp/constraints-gpu.txt \
+ && pip install --extra-index-url https://pypi.nvidia.com -c /tmp/constraints-gpu.txt \
+      ".[torch,data,report,nvml,search]" onnx onnxscript \
+      "onnxruntime-gpu[cuda,cudnn]" tensorrt-cu13 transformers tokenizers optimum-onnx
 WORKDIR /optbench
 VOLUME ["/cache", "/optbench/reports"]
 ENTRYPOINT ["optbench"]
-CMD ["--help"]
+CMD ["env", "--check"]
+
+# vLLM in its own environment and pins (docker/constraints-vllm.txt): no vLLM release fits
+# the main constraints. optbench itself is installed without dependencies there, then its
+# few core ones: the vllm backend and the meters are what this target is for.
+FROM gpu AS gpu-vllm
+RUN python -m venv /opt/vllm \
+ && /opt/vllm/bin/pip install -c /opt/optbench/docker/constraints-vllm.txt vllm nvidia-ml-py \
+ && /opt/vllm/bin/pip install --no-deps /opt/optbench \
+ && /opt/vllm/bin/pip install -c /opt/optbench/constraints.txt numpy pyyaml typer rich
+ENV VIRTUAL_ENV=/opt/vllm PATH=/opt/vllm/bin:$PATH
+WORKDIR /optbench
+ENTRYPOINT ["optbench"]
+CMD ["env", "--check", "--paths", "torch:cuda,vllm:cuda,nvml"]

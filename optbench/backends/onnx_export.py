@@ -51,15 +51,27 @@ def onnx_file(artifact: ModelArtifact, cache_dir: Path, dtype: str = "fp32") -> 
     return path
 
 
+def onnx_input_name(path: Path) -> str:
+    """The model's first graph input that is not an initializer: a user's ONNX file names
+    it as it likes (only optbench's own exports call it `input`)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    initializers = {init.name for init in model.graph.initializer}
+    return next(i.name for i in model.graph.input if i.name not in initializers)
+
+
 def quantize_qdq_int8(
     src: Path, dst: Path, input_name: str, calibration: Sequence[np.ndarray],
-    per_channel: bool, method: str, symmetric: bool = False,
+    per_channel: bool, method: str, for_tensorrt: bool = False,
 ) -> Path:
     """Static int8 QDQ quantization of an ONNX file (the pure work of `--int8` for ort, and
     of trt's explicit int8).
 
-    `symmetric` gives signed int8 activations with zero point 0, as TensorRT requires;
-    otherwise activations are uint8 (ORT's fast path on x86 CPUs).
+    `for_tensorrt`: what TensorRT takes (its own builder, or ORT's TensorRT provider):
+    signed int8 activations with zero point 0, and biases left in float, since TensorRT has
+    no INT32 DequantizeLinear (ORT's default, QuantizeBias, would quantize them to int32).
+    Otherwise uint8 activations, ORT's fast path on x86 CPUs, with int32 biases.
     """
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -86,11 +98,11 @@ def quantize_qdq_int8(
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
             quantize_static(
                 str(pre), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
-                activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+                activation_type=QuantType.QInt8 if for_tensorrt else QuantType.QUInt8,
                 weight_type=QuantType.QInt8, per_channel=per_channel,
                 calibrate_method=methods[method],
-                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True}
-                if symmetric else {},
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                               "QuantizeBias": False} if for_tensorrt else {},
             )
         finally:
             pre.unlink(missing_ok=True)

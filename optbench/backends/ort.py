@@ -26,7 +26,7 @@ from optbench.backends.base import (
     module_availability,
 )
 from optbench.backends.lm import ort_lm
-from optbench.backends.onnx_export import onnx_file, quantize_qdq_int8
+from optbench.backends.onnx_export import onnx_file, onnx_input_name, quantize_qdq_int8
 from optbench.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -40,24 +40,64 @@ class OrtConfig(BackendConfig):
     per_channel: bool = True
     calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
     cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = "EXHAUSTIVE"
+    allow_tf32: bool = False  # the CUDA provider's use_tf32 (on by default in ORT)
+
+
+NO_TF32_ENV = "NVIDIA_TF32_OVERRIDE"
+PROVIDER_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+                  "tensorrt": "TensorrtExecutionProvider"}
+
+
+def tensorrt_cache_dir(cache: Path, gpu: str, trt_version: str) -> Path:
+    """ORT's TensorRT engines and timing caches fit one GPU model and one TensorRT version
+    (ORT names engine files by model and shapes only): a directory per pair."""
+    model = "".join(c if c.isalnum() else "-" for c in gpu).strip("-").lower() or "gpu"
+    return cache / "ort-trt" / f"trt{trt_version}-{model}"
+
+
+def installed_tensorrt() -> str:
+    """The TensorRT version installed (its wheels' metadata), or "unknown"."""
+    from importlib import metadata
+
+    for name in ("tensorrt-cu13-libs", "tensorrt-cu12-libs", "tensorrt-libs", "tensorrt"):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return "unknown"
 
 
 def provider_list(provider: str, device_id: int, cache: Path, precision: str,
-                  cudnn_conv_algo_search: str) -> list[Any]:
-    """ONNX Runtime providers with their options, most preferred first (pure)."""
+                  cudnn_conv_algo_search: str, allow_tf32: bool = False,
+                  gpu: str = "unknown", trt_version: str = "unknown") -> list[Any]:
+    """ONNX Runtime providers with their options, most preferred first (pure). fp32 means
+    fp32: the CUDA provider's TF32 (`use_tf32`, on by default) is off unless allowed."""
     if provider == "cpu":
         return ["CPUExecutionProvider"]
     cuda = ("CUDAExecutionProvider", {"device_id": device_id,
-                                      "cudnn_conv_algo_search": cudnn_conv_algo_search})
+                                      "cudnn_conv_algo_search": cudnn_conv_algo_search,
+                                      "use_tf32": int(allow_tf32)})
     if provider == "cuda":
         return [cuda, "CPUExecutionProvider"]
-    trt_cache = str(cache / "ort-trt")
+    trt_cache = str(tensorrt_cache_dir(cache, gpu, trt_version))
     trt = ("TensorrtExecutionProvider", {
         "device_id": device_id, "trt_fp16_enable": precision == "fp16",
         "trt_int8_enable": precision == "int8", "trt_engine_cache_enable": True,
         "trt_engine_cache_path": trt_cache, "trt_timing_cache_enable": True,
         "trt_timing_cache_path": trt_cache})
     return [trt, cuda, "CPUExecutionProvider"]
+
+
+def check_session_providers(provider: str, got: list[str]) -> None:
+    """The session must run on the provider asked for: ORT falls back to the next one in
+    the list (a TensorRT provider whose libnvinfer is not on the library path, a CUDA
+    provider without cuDNN) with only a log line, which would label a CUDA or CPU run as
+    TensorRT. `got` is `session.get_providers()`, what the session really has."""
+    wanted = PROVIDER_NAMES[provider]
+    if not got or got[0] != wanted:
+        raise Unavailable(f"ONNX Runtime could not create the {wanted} (the session fell back "
+                          f"to {', '.join(got) or 'nothing'}): its libraries are missing or "
+                          "do not match this onnxruntime-gpu build; run `optbench env --check`")
 
 
 def gpu_runtime_installed() -> bool:
@@ -109,7 +149,7 @@ class OrtBackend(Backend):
         if provider == "cuda" and artifact.precision == "int8":
             raise Unavailable("the CUDA execution provider has no int8 convolutions; use "
                               "provider: tensorrt for int8 on a GPU")
-        path = self._model_file(artifact, ctx)
+        path = self._model_file(artifact, ctx, for_tensorrt=provider == "tensorrt")
         options = ort.SessionOptions()
         self.threads = self.config.threads or os.cpu_count() or 1
         options.intra_op_num_threads = self.threads
@@ -120,14 +160,28 @@ class OrtBackend(Backend):
                   "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
                   "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
         options.graph_optimization_level = levels[self.config.graph_optimization]
+        gpu = "unknown"
+        if provider == "tensorrt":
+            from optbench.env import gpu_inventory
+
+            devices = gpu_inventory().get("devices") or [{}]
+            gpu = devices[0].get("name", "unknown")
         providers = provider_list(provider, 0, ctx.cache_dir, artifact.precision,
-                                  self.config.cudnn_conv_algo_search)
+                                  self.config.cudnn_conv_algo_search, self.config.allow_tf32,
+                                  gpu, installed_tensorrt() if provider == "tensorrt" else "")
         missing = {p if isinstance(p, str) else p[0] for p in providers} - set(
             ort.get_available_providers())
         if provider != "cpu" and missing - {"CPUExecutionProvider"}:
             raise Unavailable(f"onnxruntime here lacks {', '.join(sorted(missing))} "
                               f"(available: {', '.join(ort.get_available_providers())})")
+        if provider != "cpu" and hasattr(ort, "preload_dlls"):
+            ort.preload_dlls()  # the pip-installed CUDA and cuDNN libraries, as ORT documents
+        if provider == "tensorrt" and not self.config.allow_tf32:
+            # the TensorRT provider has no TF32 option; NVIDIA's switch is process-wide (this
+            # is the configuration's own child process) and read when CUDA starts
+            os.environ.setdefault(NO_TF32_ENV, "0")
         self.session = ort.InferenceSession(str(path), options, providers=providers)
+        check_session_providers(provider, self.session.get_providers())
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         self.input_dtype = np.float16 if artifact.precision == "fp16" else np.float32
@@ -136,7 +190,8 @@ class OrtBackend(Backend):
         self.quantized_by_training = bool(artifact.quantization)
         self.infer(self.prepare(np.zeros((ctx.batch_size, *artifact.input_shape), np.float32)))
 
-    def _model_file(self, artifact: ModelArtifact, ctx: LoadContext) -> Path:
+    def _model_file(self, artifact: ModelArtifact, ctx: LoadContext,
+                    for_tensorrt: bool = False) -> Path:
         if artifact.precision == "fp16":
             if artifact.format != "torch":
                 raise Unavailable("fp16 on ONNX Runtime needs a torch model to export in fp16")
@@ -150,20 +205,13 @@ class OrtBackend(Backend):
         cfg = self.config
         qpath = ctx.cache_dir / "onnx" / (
             f"{artifact.digest}-int8-{cfg.calibration_method}"
-            f"-{'pc' if cfg.per_channel else 'pt'}-n{len(ctx.calibration)}.onnx")
+            f"-{'pc' if cfg.per_channel else 'pt'}{'-trt' if for_tensorrt else ''}"
+            f"-n{len(ctx.calibration)}.onnx")
         if not qpath.is_file():
             log.info("quantizing %s with ORT quantize_static (QDQ)", artifact.name)
-            quantize_qdq_int8(path, qpath, self._input_name(path), ctx.calibration,
-                              cfg.per_channel, cfg.calibration_method)
+            quantize_qdq_int8(path, qpath, onnx_input_name(path), ctx.calibration,
+                              cfg.per_channel, cfg.calibration_method, for_tensorrt)
         return qpath
-
-    @staticmethod
-    def _input_name(path: Path) -> str:
-        import onnx
-
-        model = onnx.load(str(path), load_external_data=False)
-        initializers = {init.name for init in model.graph.initializer}
-        return next(i.name for i in model.graph.input if i.name not in initializers)
 
     def prepare(self, batch: np.ndarray) -> Any:
         x = np.ascontiguousarray(batch, dtype=self.input_dtype)
@@ -197,8 +245,9 @@ class OrtBackend(Backend):
     def describe(self) -> dict[str, Any]:
         import onnxruntime as ort
 
-        path = {"int8": "quantize_static QDQ u8/s8", "fp16": "fp16 export"}.get(
-            self.precision, "fp32")
+        int8 = "quantize_static QDQ s8/s8 float bias" if self.provider == "tensorrt" else \
+            "quantize_static QDQ u8/s8"
+        path = {"int8": int8, "fp16": "fp16 export"}.get(self.precision, "fp32")
         if self.quantized_by_training:
             path = "QAT int8 (Q/DQ)"
         return {"name": self.name, "runtime": f"onnxruntime {ort.__version__}",

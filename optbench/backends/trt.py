@@ -40,7 +40,7 @@ from optbench.backends.base import (
     LoadContext,
     module_availability,
 )
-from optbench.backends.onnx_export import onnx_file, quantize_qdq_int8
+from optbench.backends.onnx_export import onnx_file, onnx_input_name, quantize_qdq_int8
 from optbench.cache import atomic_path
 from optbench.errors import Unavailable
 
@@ -75,16 +75,18 @@ def build_plan(precision: str, trt_major: int, batch_size: int, input_shape: tup
     shape = (batch_size, *input_shape)
     common = dict(profile=(shape, shape, shape), workspace_bytes=config.workspace_bytes,
                   optimization_level=config.builder_optimization_level)
+    tf32 = () if config.allow_tf32 else ("TF32",)
     if trt_major >= 11:
-        # 11.x: every network is strongly typed and precision flags are gone.
+        # 11.x: every network is strongly typed and precision flags are gone; TF32 stays a
+        # builder flag, on by default: cleared for a true fp32.
         if precision == "int8":
             return BuildPlan(("STRONGLY_TYPED",), (), (), "int8-qdq", **common)
         note = f"TensorRT {trt_major}: {precision} from a {precision} ONNX export"
-        return BuildPlan(("STRONGLY_TYPED",), (), (), precision, **common, notes=(note,))
+        return BuildPlan(("STRONGLY_TYPED",), (), tf32 if precision == "fp32" else (),
+                         precision, **common, notes=(note,))
     if precision == "int8":
         return BuildPlan(("STRONGLY_TYPED",), (), (), "int8-qdq", **common,
                          notes=("explicit quantization: Q/DQ ONNX, strongly typed, no flags",))
-    tf32 = () if config.allow_tf32 else ("TF32",)
     flags = {"fp32": (), "fp16": ("FP16",), "bf16": ("BF16",)}[precision]
     return BuildPlan((), flags, tf32 if precision == "fp32" else (), "fp32", **common)
 
@@ -97,9 +99,26 @@ def engine_key(onnx_digest: str, precision: str, plan: BuildPlan, gpu: str,
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
+def torch_dtype(trt: Any, dtype: Any) -> Any:
+    """The torch dtype of a TensorRT tensor type; an unknown one is an error, never a
+    float32 buffer of the wrong size."""
+    import torch
+
+    pairs = [("float32", torch.float32), ("float16", torch.float16), ("bfloat16", torch.bfloat16),
+             ("int8", torch.int8), ("int32", torch.int32), ("int64", torch.int64),
+             ("bool", torch.bool), ("uint8", torch.uint8)]
+    for name, value in pairs:
+        if hasattr(trt, name) and dtype == getattr(trt, name):
+            return value
+    raise Unavailable(f"TensorRT tensor type {dtype} has no torch buffer type here")
+
+
 def build_engine(trt: Any, onnx_path: Path, plan: BuildPlan, timing_cache: Path | None,
-                 input_name: str) -> bytes:
-    """Parse the ONNX file and build a serialized engine following `plan`."""
+                 input_name: str | None = None) -> bytes:
+    """Parse the ONNX file and build a serialized engine following `plan`; the profile is
+    set on `input_name`, by default the network's own first input (a user's ONNX names
+    it as it likes). A timing cache TensorRT rejects (another GPU or version) is replaced
+    by a fresh one rather than failing the build."""
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network_flags = 0
@@ -118,20 +137,32 @@ def build_engine(trt: Any, onnx_path: Path, plan: BuildPlan, timing_cache: Path 
     for name in plan.cleared_flags:
         config.clear_flag(getattr(trt.BuilderFlag, name))
     profile = builder.create_optimization_profile()
-    profile.set_shape(input_name, *plan.profile)
+    profile.set_shape(input_name or network.get_input(0).name, *plan.profile)
     config.add_optimization_profile(profile)
     cache = None
     if timing_cache is not None:
         data = timing_cache.read_bytes() if timing_cache.is_file() else b""
         cache = config.create_timing_cache(data)
-        config.set_timing_cache(cache, False)
+        if not config.set_timing_cache(cache, False):
+            log.warning("TensorRT rejected the timing cache %s: building with a fresh one",
+                        timing_cache)
+            cache = config.create_timing_cache(b"")
+            config.set_timing_cache(cache, False)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise RuntimeError("TensorRT failed to build the engine (see the log above)")
-    if cache is not None and timing_cache is not None:
+    used = config.get_timing_cache() if cache is not None else None
+    if used is not None and timing_cache is not None:
         with atomic_path(timing_cache) as tmp:
-            tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
+            tmp.write_bytes(bytes(used.serialize()))
     return bytes(serialized)
+
+
+def timing_cache_key(gpu: str, capability: tuple[int, int], trt_version: str) -> str:
+    """A timing cache holds kernel timings of one GPU model under one TensorRT version:
+    two GPUs of one generation (an H100 PCIe and SXM) time differently."""
+    model = "".join(c if c.isalnum() else "-" for c in gpu).strip("-").lower()
+    return f"{trt_version}-sm{capability[0]}{capability[1]}-{model}"
 
 
 def gpu_present() -> Availability:
@@ -165,7 +196,7 @@ class TensorRtBackend(Backend):
 
         if ctx.device != "cuda":
             raise Unavailable("TensorRT runs on CUDA devices only")
-        major = int(trt.__version__.split(".")[0])
+        major = self.trt_major = int(trt.__version__.split(".")[0])
         plan = build_plan(artifact.precision, major, ctx.batch_size, artifact.input_shape,
                           self.config)
         onnx_path = self._onnx_for(artifact, plan, ctx)
@@ -178,10 +209,10 @@ class TensorRtBackend(Backend):
         if not engine_path.is_file():
             log.info("building TensorRT %s engine for %s (cached afterwards)",
                      artifact.precision, artifact.name)
-            sm = f"sm{capability[0]}{capability[1]}"
-            timing = ctx.cache_dir / "trt" / f"timing-{trt.__version__}-{sm}.cache"
+            key_of_timing = timing_cache_key(gpu, capability, trt.__version__)
+            timing = ctx.cache_dir / "trt" / f"timing-{key_of_timing}.cache"
             blob = build_engine(trt, onnx_path, plan,
-                                timing if self.config.timing_cache else None, "input")
+                                timing if self.config.timing_cache else None)
             with atomic_path(engine_path) as tmp:
                 tmp.write_bytes(blob)
         self.engine = trt.Runtime(logger).deserialize_cuda_engine(engine_path.read_bytes())
@@ -193,16 +224,16 @@ class TensorRtBackend(Backend):
                                if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
         self.output_name = next(n for n in names
                                 if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
-        self.input_dtype = torch.float16 if plan.onnx_precision == "fp16" else (
-            torch.bfloat16 if plan.onnx_precision == "bf16" else torch.float32)
+        # the engine's own tensor types: what the network was built with, not the label
+        self.input_dtype = torch_dtype(trt, self.engine.get_tensor_dtype(self.input_name))
         shape = (ctx.batch_size, *artifact.input_shape)
         self.context.set_input_shape(self.input_name, shape)
         out_shape = tuple(self.context.get_tensor_shape(self.output_name))
-        out_dtype = {trt.float16: torch.float16, trt.float32: torch.float32}.get(
-            self.engine.get_tensor_dtype(self.output_name), torch.float32)
+        out_dtype = torch_dtype(trt, self.engine.get_tensor_dtype(self.output_name))
         self.output = torch.empty(out_shape, dtype=out_dtype, device="cuda")
         self.context.set_tensor_address(self.output_name, self.output.data_ptr())
-        self.stream = torch.cuda.current_stream()
+        # a stream of its own: on the default stream TensorRT adds synchronizations
+        self.stream = torch.cuda.Stream()
         self.plan, self.engine_path, self.trt_version = plan, engine_path, trt.__version__
         self.precision = artifact.precision
         self.infer(self.prepare(np.zeros(shape, np.float32)))
@@ -212,13 +243,19 @@ class TensorRtBackend(Backend):
         """The ONNX file the plan needs: plain, in reduced precision, or with int8 Q/DQ."""
         if plan.onnx_precision == "int8-qdq":
             base = onnx_file(artifact, ctx.cache_dir)
-            name = f"{artifact.digest}-trt-int8-qdq-n{len(ctx.calibration)}.onnx"
+            name = f"{artifact.digest}-trt-int8-qdq-fbias-n{len(ctx.calibration)}.onnx"
             path = ctx.cache_dir / "onnx" / name
             if not path.is_file():
-                # TensorRT takes symmetric int8 Q/DQ (zero point 0) for activations and weights
-                quantize_qdq_int8(base, path, "input", ctx.calibration, per_channel=True,
-                                  method="minmax", symmetric=True)
+                # TensorRT takes symmetric int8 Q/DQ (zero point 0) and float biases
+                quantize_qdq_int8(base, path, onnx_input_name(base), ctx.calibration,
+                                  per_channel=True, method="minmax", for_tensorrt=True)
             return path
+        if plan.onnx_precision in ("fp16", "bf16") and artifact.format != "torch":
+            # a strongly typed network runs in the precision its file carries
+            raise Unavailable(f"TensorRT {self.trt_major} builds an ONNX file in the precision "
+                              f"it carries: for {plan.onnx_precision}, give an "
+                              f"{plan.onnx_precision} ONNX (NVIDIA ModelOpt's AutoCast "
+                              "convert_to_mixed_precision makes one) or a torch model")
         if plan.onnx_precision in ("fp16", "bf16") and artifact.format == "torch":
             import copy
 
@@ -233,7 +270,8 @@ class TensorRtBackend(Backend):
     def prepare(self, batch: np.ndarray) -> Any:
         import torch
 
-        return torch.from_numpy(np.ascontiguousarray(batch)).to("cuda", self.input_dtype)
+        with torch.cuda.stream(self.stream):  # ordered before the engine's run on it
+            return torch.from_numpy(np.ascontiguousarray(batch)).to("cuda", self.input_dtype)
 
     def infer(self, inputs: Any) -> Any:
         self.context.set_tensor_address(self.input_name, inputs.data_ptr())

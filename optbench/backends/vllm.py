@@ -25,7 +25,7 @@ class VllmConfig(BackendConfig):
 class VllmBackend(Backend):
     name = "vllm"
     Config = VllmConfig
-    weight_only_bits = (4,)  # language models: the woq transform's options
+    weight_only_bits = ()  # no in-flight weight-only scheme matches the woq transform
     formats = (HF_CAUSAL_LM,)
     precisions = {"cuda": ("fp32", "fp16", "bf16")}
     lm_loader = VllmLM

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import Any, Optional
 
 import typer
 from rich.table import Table
@@ -111,8 +111,16 @@ def list_plugins(
 
 
 @app.command()
-def env(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+def env(as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+        check: bool = typer.Option(False, "--check", help="try every backend on every device "
+                                   "(and each energy meter) for real, tiny; exit 0 only when "
+                                   "every path asked for works"),
+        paths: Optional[str] = typer.Option(None, "--paths", help="with --check: the paths "
+                                            "to try, e.g. torch:cuda,ort:tensorrt,nvml "
+                                            "(default: all)")) -> None:
     """Hardware, software versions, and which meters work here (and why not)."""
+    if check or paths is not None:
+        raise typer.Exit(self_check(paths, as_json))
     data = environment_report()
     if as_json:
         out_console.print_json(json.dumps(data, default=str))
@@ -125,3 +133,28 @@ def env(as_json: bool = typer.Option(False, "--json", help="machine-readable out
         else:
             for value in values:
                 say(f"  {value}")
+
+
+def self_check(paths: str | None, as_json: bool) -> int:
+    """Run the checks (run/selfcheck.py), one line each as it ends; 0 when all work."""
+    from optbench.errors import UsageError, closest
+    from optbench.run.selfcheck import CHECKS, run_isolated
+
+    chosen = list(CHECKS) if paths is None else [p.strip() for p in paths.split(",")]
+    for path in chosen:
+        if path not in CHECKS:
+            hint = closest(path, CHECKS)
+            raise UsageError(f"--paths: no check '{path}'; choose from {', '.join(CHECKS)}"
+                             + (f" (did you mean '{hint}'?)" if hint else ""))
+    results = []
+    for path in chosen:
+        result = run_isolated(path)
+        results.append(result)
+        if not as_json:
+            say(result.line(), None if result.ok else "yellow")
+    if as_json:
+        sys.stdout.write(json.dumps([r.__dict__ for r in results], indent=2) + "\n")
+    else:
+        works = sum(r.ok for r in results)
+        say(f"{works} of {len(results)} paths work here")
+    return 0 if all(r.ok for r in results) else 1

@@ -4,8 +4,8 @@ The step marks the artifact (`quantization = "woq-int8" | "woq-int4"`); each run
 the work with its own toolchain when it loads the model, and caches the result:
 NNCF `compress_weights` through optimum-intel (OpenVINO: int8 asymmetric per channel, int4
 symmetric in groups of 32), torchao (int8 per row, int4 in groups of 32), ONNX Runtime's
-MatMulNBits (blocks of 32), vLLM bitsandbytes (int4 only). Language models are
-memory-bound when decoding, which is what smaller weights are meant to help.
+MatMulNBits (blocks of 32); not vLLM (its in-flight 4-bit, bitsandbytes NF4, is gone).
+Language models are memory-bound when decoding, which is what smaller weights are meant to help.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ metrics (V1 RequestStateStats or V0 RequestMetrics, or None when log stats are o
 prompt_logprobs (entry 0 None; then {token_id: Logprob}, always holding the actual token).
 What it checks: the engine settings we pass, token counting, TTFT/TPOT from the engine's
 metrics, perplexity from prompt logprobs, and the reason given when vLLM is missing.
+The stand-in takes only what vLLM 0.33.0's LLM, EngineArgs and SamplingParams take
+(vllm_signatures.py, read from the wheel) and rejects what they reject: an unknown
+argument, load_format None, a quantization method the release does not have.
 """
 
 import importlib.machinery
@@ -15,6 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from vllm_signatures import (  # tests/plugins is on the path
+    ENGINE_ARGS,
+    LLM_ARGS,
+    QUANTIZATION_METHODS,
+    SAMPLING_FIELDS,
+    VERSION,
+)
 
 from optbench.artifact import HF_CAUSAL_LM, ModelArtifact
 from optbench.backends import BACKENDS
@@ -47,7 +57,17 @@ class V0Metrics:
 class FakeLLM:
     instances: list = []
 
-    def __init__(self, model, tokenizer=None, **kwargs):
+    def __init__(self, model, **kwargs):
+        unknown = set(kwargs) - set(LLM_ARGS) - set(ENGINE_ARGS)
+        if unknown:  # EngineArgs is a dataclass: **kwargs it lacks are a TypeError
+            raise TypeError(f"EngineArgs.__init__() got an unexpected keyword argument "
+                            f"{sorted(unknown)[0]!r}")
+        if "load_format" in kwargs and not isinstance(kwargs["load_format"], str):
+            raise ValueError("load_format: Input should be a valid string "
+                             f"[input_value={kwargs['load_format']!r}]")  # LoadConfig (pydantic)
+        quantization = kwargs.get("quantization")
+        if quantization is not None and quantization not in QUANTIZATION_METHODS:
+            raise ValueError(f"Unknown quantization method: {quantization}")
         self.model, self.kwargs = model, kwargs
         FakeLLM.instances.append(self)
 
@@ -72,14 +92,17 @@ class FakeLLM:
 
 class FakeSamplingParams:
     def __init__(self, **kwargs):
-        self.__dict__.update({"prompt_logprobs": None, **kwargs})
+        unknown = set(kwargs) - set(SAMPLING_FIELDS)
+        if unknown:
+            raise TypeError(f"SamplingParams got an unexpected keyword argument {unknown}")
+        self.__dict__.update({"prompt_logprobs": None, "detokenize": True, **kwargs})
 
 
 @pytest.fixture
 def fake_vllm(monkeypatch):
     vllm = types.ModuleType("vllm")
     vllm.__spec__ = importlib.machinery.ModuleSpec("vllm", None)
-    vllm.__version__ = "0.0-standin"
+    vllm.__version__ = VERSION
     vllm.LLM, vllm.SamplingParams = FakeLLM, FakeSamplingParams
     inputs = types.ModuleType("vllm.inputs")
     inputs.TokensPrompt = lambda prompt_token_ids: {"prompt_token_ids": prompt_token_ids}
@@ -124,7 +147,8 @@ def test_engine_settings_tokens_timing_and_perplexity(fake_vllm, tmp_path):
     assert g.engine_ttft_s == pytest.approx([0.05, 0.05])
     assert g.engine_tpot_s == pytest.approx([0.01, 0.01])
     assert lm.nll(prompts) == pytest.approx(np.full((2, 2), -math.log(0.5)))
-    assert lm.describe()["runtime"] == "vllm 0.0-standin"
+    assert lm.describe()["runtime"] == f"vllm {VERSION}"
+    assert "load_format" not in settings and "quantization" not in settings  # never None
 
 
 def test_the_generation_loop_reports_engine_timing(fake_vllm, tmp_path):
@@ -143,10 +167,31 @@ def test_request_times_reads_both_engine_shapes():
     assert request_times([out(None, 4)]) == (None, None)
 
 
-def test_weight_only_int4_maps_to_bitsandbytes_and_int8_is_refused(fake_vllm, tmp_path):
+def test_weight_only_is_refused_with_the_reason_and_old_vllm_too(fake_vllm, tmp_path):
     from optbench.errors import Unavailable
 
-    load(ARTIFACT.derive("woq-int4", quantization="woq-int4"), 1, tmp_path)
-    assert FakeLLM.instances[-1].kwargs["quantization"] == "bitsandbytes"
-    with pytest.raises(Unavailable, match="woq-int8"):
-        load(ARTIFACT.derive("woq-int8", quantization="woq-int8"), 1, tmp_path)
+    assert "bitsandbytes" not in QUANTIZATION_METHODS  # gone since 0.28
+    for tag in ("woq-int4", "woq-int8"):
+        with pytest.raises(Unavailable, match="NF4 .*blocks of 64.*removed in vLLM 0.28"):
+            load(ARTIFACT.derive(tag, quantization=tag), 1, tmp_path)
+    assert BACKENDS.get("vllm").weight_only_bits == ()
+    fake_vllm.__version__ = "0.11.0"
+    with pytest.raises(Unavailable, match="no request metrics"):
+        load(ARTIFACT, 1, tmp_path)
+
+
+def test_the_stand_in_rejects_what_vllm_rejects():
+    with pytest.raises(ValueError, match="valid string"):
+        FakeLLM("m", load_format=None)
+    with pytest.raises(ValueError, match="Unknown quantization method: bitsandbytes"):
+        FakeLLM("m", quantization="bitsandbytes")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'max_num_seq'"):
+        FakeLLM("m", max_num_seq=4)
+    with pytest.raises(TypeError):
+        FakeSamplingParams(max_token=3)
+
+
+def test_timed_calls_do_not_detokenize(fake_vllm, tmp_path):
+    from optbench.backends.lm.vllm_lm import sampling_params
+
+    assert sampling_params(4).detokenize is False

@@ -111,7 +111,7 @@ class FakeLLM:
 def fake_vllm(monkeypatch):
     vllm = types.ModuleType("vllm")
     vllm.__spec__ = importlib.machinery.ModuleSpec("vllm", None)
-    vllm.__version__ = "0.0-standin"
+    vllm.__version__ = "0.33.0"
     vllm.LLM, vllm.SamplingParams = FakeLLM, SamplingParams
     inputs = types.ModuleType("vllm.inputs")
     inputs.TokensPrompt = lambda prompt_token_ids: {"prompt_token_ids": prompt_token_ids}

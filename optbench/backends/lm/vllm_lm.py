@@ -35,13 +35,27 @@ DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 REQUEST_PREFIX = "optbench-"
 
 
+# RequestOutput.metrics is filled from 0.11.1 (0.11.0 never sets it); earlier TTFT and TPOT
+# would be silently empty
+MIN_VERSION = (0, 11, 1)
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split("+")[0].split(".")[:3]:
+        digits = "".join(c for c in piece if c.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
 def sampling_params(new_tokens: int, **extra: Any) -> Any:
     """Greedy, exactly `new_tokens` tokens; neutral penalties, as vLLM may take defaults
-    from the model's generation_config."""
+    from the model's generation_config. Token ids only: detokenizing (on by default) is
+    text nobody reads, done inside the timed call."""
     from vllm import SamplingParams
 
     return SamplingParams(temperature=0.0, max_tokens=new_tokens, min_tokens=new_tokens,
-                          ignore_eos=True, repetition_penalty=1.0, **extra)
+                          ignore_eos=True, repetition_penalty=1.0, detokenize=False, **extra)
 
 
 def tokens_prompt(row: np.ndarray) -> Any:
@@ -82,30 +96,34 @@ class VllmLM(CausalLM):
     requests of one call, `ctx.batch_size`)."""
 
     def __init__(self, artifact: ModelArtifact, ctx: LoadContext, config: Any) -> None:
+        import vllm
         from vllm import LLM
 
-        quantization = None
-        if artifact.quantization == "woq-int4":
-            quantization = "bitsandbytes"  # in-flight 4-bit weights
-        elif artifact.quantization:
-            raise Unavailable(f"vLLM has no online {artifact.quantization} here (in-flight "
-                              "weight-only int4 is bitsandbytes; int8 needs a quantized "
-                              "checkpoint)")
+        if version_tuple(vllm.__version__) < MIN_VERSION:
+            raise Unavailable(f"vLLM {vllm.__version__} returns no request metrics from offline "
+                              "generate (TTFT and TPOT would be empty): use 0.11.1 or newer "
+                              "(docker/constraints-vllm.txt pins 0.33.0)")
+        if artifact.quantization:
+            # In-flight 4-bit was bitsandbytes: NF4 in blocks of 64 with double-quantized
+            # scales, not the woq transform's int4 in groups of 32, and gone since vLLM 0.28.
+            raise Unavailable(f"vLLM has no in-flight {artifact.quantization}: its one "
+                              "in-flight 4-bit scheme was bitsandbytes NF4 (blocks of 64), "
+                              "another quantization than the woq transform's, removed in "
+                              "vLLM 0.28; give a pre-quantized checkpoint (AWQ, GPTQ) instead")
         self.max_num_seqs = config.max_num_seqs or ctx.batch_size
         self.settings = {
             "dtype": DTYPES[artifact.precision], "seed": 0, "max_num_seqs": self.max_num_seqs,
             "gpu_memory_utilization": config.gpu_memory_utilization,
             "enforce_eager": config.enforce_eager, "enable_prefix_caching": False,
-            "disable_log_stats": False, "quantization": quantization,
-            # older vLLM needs the load format named too for in-flight bitsandbytes
-            "load_format": "bitsandbytes" if quantization else None,
+            "disable_log_stats": False,
         }
         if config.max_model_len:
             self.settings["max_model_len"] = config.max_model_len
+        # nothing passed as None: EngineArgs takes its defaults only from absent keys
+        # (load_format=None is a validation error in every release from 0.11 on)
         self.llm = LLM(model=artifact.path, tokenizer=artifact.path, **self.settings)
         self._engine: VllmEngine | None = None
-        self.path = (f"vLLM offline engine, {artifact.precision}"
-                     + (", bitsandbytes int4 weights" if quantization else ""))
+        self.path = f"vLLM offline engine, {artifact.precision}"
 
     @staticmethod
     def _prompts(ids: np.ndarray) -> list[Any]:
@@ -126,7 +144,7 @@ class VllmLM(CausalLM):
         from vllm import SamplingParams
 
         params = SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=1,
-                                repetition_penalty=1.0)
+                                repetition_penalty=1.0, detokenize=False)
         outputs = self.llm.generate(self._prompts(ids), params, use_tqdm=False)
         rows = []
         for row, out in zip(ids, outputs):
@@ -147,7 +165,7 @@ class VllmLM(CausalLM):
         import vllm
 
         return {"path": self.path, "runtime": f"vllm {vllm.__version__}",
-                "engine_settings": {k: v for k, v in self.settings.items() if v is not None},
+                "engine_settings": dict(self.settings),
                 "concurrency": f"max_num_seqs={self.max_num_seqs}"}
 
 
