@@ -103,3 +103,25 @@ def test_compare_on_the_gpu_meters_gpu_and_cpu(tmp_path):
         channels = row["energy_channels"]
         assert "gpu:GPU-" in channels and "=measured-counter" in channels
         assert row["energy_per_sample_j"] > 0
+
+
+def test_env_check_proves_the_gpu_paths_this_host_has():
+    """The self-check first: torch on CUDA and NVML must work on any GPU runner; TensorRT,
+    onnxruntime-gpu and vLLM where installed (else their reason is printed, not failed)."""
+    import importlib.util
+
+    from optbench.run.selfcheck import run_isolated
+
+    results = {p: run_isolated(p) for p in ("torch:cuda", "nvml", "ort:cuda", "ort:tensorrt",
+                                           "trt:cuda", "vllm:cuda")}
+    print("\n".join(r.line() for r in results.values()))
+    assert results["torch:cuda"].ok, results["torch:cuda"].detail
+    assert results["nvml"].ok, results["nvml"].detail
+    from optbench.backends.ort import gpu_runtime_installed
+
+    installed = {"ort:cuda": gpu_runtime_installed(),
+                 "trt:cuda": importlib.util.find_spec("tensorrt") is not None,
+                 "vllm:cuda": importlib.util.find_spec("vllm") is not None}
+    for path, present in installed.items():
+        if present:  # installed on a GPU host: it must work
+            assert results[path].ok, results[path].detail
