@@ -200,3 +200,45 @@ def test_ort_tensorrt_engine_cache_is_per_tensorrt_version_and_gpu_model(tmp_pat
     assert base != cache_of("NVIDIA H100 80GB HBM3", "11.4.0.106")
     assert base != cache_of("NVIDIA H100 PCIe", "10.16.1.11")
     assert "11.4.0.106" in base and "h100-pcie" in base
+
+
+def test_tensorrt_runs_on_its_own_stream_and_inputs_are_copied_on_it(monkeypatch):
+    """Without a GPU: the engine is enqueued on the backend's stream (not the default, 0),
+    and `prepare` copies inputs under that stream, so the copy is ordered before the run."""
+    import torch
+
+    from optbench.backends.trt import TensorRtBackend
+
+    calls = []
+    stream = SimpleNamespace(cuda_stream=0x5EED, synchronize=lambda: calls.append("sync"))
+
+    class Context:
+        def set_tensor_address(self, name, ptr):
+            calls.append(("address", name, ptr))
+
+        def execute_async_v3(self, handle):
+            calls.append(("execute", handle))
+            return True
+
+    class Under:
+        def __init__(self, s):
+            self.s = s
+
+        def __enter__(self):
+            calls.append(("stream", self.s.cuda_stream))
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(torch.cuda, "stream", Under)
+    monkeypatch.setattr(torch.Tensor, "to", lambda self, *a, **k: calls.append(("to", a))
+                        or self)
+    backend = TensorRtBackend(TensorRtConfig())
+    backend.stream, backend.context, backend.input_name = stream, Context(), "x"
+    backend.input_dtype, backend.output = torch.float16, "out"
+    inputs = backend.prepare(np.ones((2, 8), np.float32))
+    assert calls[:2] == [("stream", 0x5EED), ("to", ("cuda", torch.float16))]
+    assert backend.infer(inputs) == "out"
+    assert ("execute", 0x5EED) in calls
+    backend.synchronize()
+    assert calls[-1] == "sync"
