@@ -27,6 +27,7 @@ EXPORTED = (
     "sample_unit", "ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "itl_p99_s",
     "requests_per_s", "energy_per_request_j", "new_tokens", "timing_source", "weights",
     "lineage", "parameters", "macs", "model_bytes", "training_energy_j",
+    "bench_energy_j", "bench_energy_method", "bench_wall_s",
     "training_energy_method", "training_s", "training_budget_exhausted", "break_even_samples",
     "break_even_note", "precision_path", "env_id", "git_sha", "started_at",
     # serving rows (one per configuration x offered load)
